@@ -1,0 +1,181 @@
+"""randomd, the daemon: connect, own the name, serve until told to stop.
+
+Exit status: 0 after SIGTERM/SIGINT or an idle exit, 1 when the bus is lost
+or the name cannot be owned, 78 (EX_CONFIG) for a bad configuration file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__, api, config as configuration, logs, notify
+from .bus import Bus, DBusError, NameFlag, RequestNameReply, connect
+from .callers import CallerRegistry
+from .config import Config
+from .errors import ConfigError
+from .job_object import JobPublisher, no_such_job
+from .jobs import JobManager
+from .manager import Manager
+from .polkit import Authority
+from .service import ObjectTree
+
+log = logging.getLogger("randomd")
+
+EX_CONFIG = 78
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="randomd", description="Serve random numbers on the D-Bus system bus.")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--system", dest="bus", action="store_const", const="system",
+                       help="serve on the system bus (the default)")
+    where.add_argument("--session", dest="bus", action="store_const", const="session",
+                       help="serve on the session bus (for development)")
+    where.add_argument("--address", metavar="ADDR", help="serve on the bus at this address")
+    parser.add_argument("--config", metavar="PATH", type=Path, default=configuration.DEFAULT_PATH,
+                        help=f"configuration file (default {configuration.DEFAULT_PATH})")
+    parser.add_argument("--log-level", choices=configuration.LOG_LEVELS,
+                        help="overrides LogLevel from the configuration file")
+    parser.add_argument("--version", action="version", version=f"randomd {__version__}")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the randomd command."""
+    args = parse_args(argv)
+    try:
+        config = configuration.load(args.config)
+    except ConfigError as error:
+        print(f"randomd: {error}", file=sys.stderr)
+        return EX_CONFIG
+    logs.setup(args.log_level or config.log_level)
+    return asyncio.run(Daemon(args, config).run())
+
+
+class Daemon:
+    """One run of the service, from connecting to exiting."""
+
+    def __init__(self, args: argparse.Namespace, config: Config) -> None:
+        self._args = args
+        self._config = config
+        self._stop = asyncio.Event()
+        self._status_due = False
+
+    async def run(self) -> int:
+        try:
+            bus = await connect(self._args.address, system=self._args.bus != "session")
+        except Exception as error:  # no socket, refused, bad address, auth
+            print(f"randomd: cannot connect to the bus: {error}", file=sys.stderr)
+            return 1
+        await self._serve_objects(bus)
+        if not await self._own_name(bus):
+            return 1
+        self._install_signal_handlers()
+        notify.ready(self._status())
+        log.info("randomd %s serving %s on %s", __version__, api.BUS_NAME, bus.unique_name)
+        lost = await self._wait_until_done(bus)
+        if lost:
+            log.error("lost the connection to the bus")
+            return 1
+        await self._shutdown(bus)
+        return 0
+
+    async def _serve_objects(self, bus: Bus) -> None:
+        self._callers = CallerRegistry(bus)
+        await self._callers.start()
+        self._tree = ObjectTree(bus, api.MANAGER_PATH, no_object=no_such_job)
+        authority = Authority(bus, self._callers)
+        publisher = JobPublisher(self._tree, self._callers, self._jobs_changed)
+        self._jobs = JobManager(self._config, publisher)
+        publisher.jobs, publisher.authority = self._jobs, authority
+        self._manager = Manager(self._config, self._tree, self._jobs, authority)
+        self._tree.export(api.MANAGER_PATH, self._manager)
+        self._callers.on_gone(self._jobs.owner_gone)
+
+    async def _own_name(self, bus: Bus) -> bool:
+        try:
+            reply = await bus.request_name(api.BUS_NAME, NameFlag.DO_NOT_QUEUE)
+        except DBusError as error:
+            print(f"randomd: not allowed to own {api.BUS_NAME}: {error.text}", file=sys.stderr)
+            return False
+        if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
+            print(f"randomd: {api.BUS_NAME} is already owned by another process", file=sys.stderr)
+            return False
+        return True
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._stop.set)
+        loop.add_signal_handler(signal.SIGINT, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+
+    async def _wait_until_done(self, bus: Bus) -> bool:
+        """Serve until stopped or idle (False) or until the bus is lost (True)."""
+        background = [asyncio.ensure_future(self._stop.wait())]
+        if (interval := notify.watchdog_interval()) is not None:
+            background.append(asyncio.ensure_future(notify.keep_watchdog_fed(interval)))
+        if self._config.idle_exit_sec > 0:
+            background.append(asyncio.ensure_future(self._idle_exit()))
+        disconnected = asyncio.ensure_future(bus.wait_for_disconnect())
+        await asyncio.wait([disconnected, *background], return_when=asyncio.FIRST_COMPLETED)
+        for task in background:
+            task.cancel()
+        return disconnected.done()
+
+    async def _idle_exit(self) -> None:
+        """Return once no job exists and no call came for IdleExitSec."""
+        loop = asyncio.get_running_loop()
+        idle_exit_sec = self._config.idle_exit_sec
+        while True:
+            remaining = idle_exit_sec - (loop.time() - self._tree.last_call)
+            if remaining <= 0 and self._jobs.idle():
+                log.info("idle for %g s, exiting", idle_exit_sec)
+                return
+            # A timer, not a poll: it fires at most once per IdleExitSec.
+            await asyncio.sleep(remaining if remaining > 0 else idle_exit_sec)
+
+    async def _shutdown(self, bus: Bus) -> None:
+        """Fail running jobs, flush their Finished signals, then leave the bus."""
+        notify.stopping("Shutting down.")
+        log.info("shutting down")
+        await self._jobs.shutdown()
+        await self._tree.cancel_calls()
+        await bus.writer.drain()
+        try:
+            await asyncio.wait_for(bus.release_name(api.BUS_NAME), 5)
+        except (DBusError, TimeoutError):
+            pass
+        bus.disconnect()
+
+    def _reload(self) -> None:
+        notify.reloading()
+        try:
+            config = configuration.load(self._args.config)
+        except ConfigError as error:
+            log.error("reload failed, keeping the old configuration: %s", error)
+        else:
+            self._config = config
+            self._manager.apply_config(config)
+            logs.set_level(self._args.log_level or config.log_level)
+            log.info("configuration reloaded from %s", self._args.config)
+        notify.ready(self._status())
+
+    def _jobs_changed(self) -> None:
+        self._manager.jobs_changed()
+        # One STATUS= per loop iteration, however many jobs changed in it.
+        if not self._status_due:
+            self._status_due = True
+            asyncio.get_running_loop().call_soon(self._send_status)
+
+    def _send_status(self) -> None:
+        self._status_due = False
+        notify.status(self._status())
+
+    def _status(self) -> str:
+        return f"Serving; {self._jobs.active} jobs running, {self._jobs.started} started."

@@ -1,0 +1,501 @@
+"""Exported objects, and the one place where method calls become replies.
+
+randomd answers every method call itself, from a message handler placed in
+front of the library's dispatch, because the libraries' own dispatch leaks
+tracebacks to callers, logs intended errors as crashes, sends no reply when an
+async method is cancelled, hides the caller from methods, has no async
+property setters and emits ObjectManager signals from the wrong path.
+
+Here, each call is routed by path, interface and member; its signature is
+checked; the handler (sync or async) gets a Call that names the caller; any
+failure becomes one named D-Bus error with one sentence, and every call that
+wants a reply gets exactly one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, Callable, ClassVar
+from xml.sax.saxutils import quoteattr
+
+from . import errors
+from .bus import Bus, Message, MessageFlag, MessageType, Variant
+
+log = logging.getLogger("randomd.service")
+
+_PROPERTIES = "org.freedesktop.DBus.Properties"
+_INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
+_PEER = "org.freedesktop.DBus.Peer"
+_OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
+_NO_REPLY = MessageFlag.NO_REPLY_EXPECTED.value
+_INTERACTIVE = MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION.value
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """An incoming method call as a handler sees it: who asks, and how."""
+
+    message: Any
+
+    @property
+    def sender(self) -> str:
+        return self.message.sender
+
+    @property
+    def interactive(self) -> bool:
+        """True when the caller allows polkit to ask for a password."""
+        return bool(int(self.message.flags) & _INTERACTIVE)
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    in_signature: str
+    out_signature: str
+    in_names: tuple[str, ...]
+    out_names: tuple[str, ...]
+    function: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Property:
+    name: str
+    signature: str
+    getter: Callable[[Any], Any]
+    setter: Callable[..., Any] | None = None
+    emits_change: str = "false"  # "true", "false" or "const", as in introspection
+
+
+@dataclass(frozen=True)
+class Signal:
+    name: str
+    signature: str
+    names: tuple[str, ...]
+
+
+def method(in_signature: str = "", out_signature: str = "", out_names: tuple[str, ...] = ()):
+    """Declare a D-Bus method; the function takes (self, call, *args)."""
+    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+        in_names = tuple(inspect.signature(function).parameters)[2:]
+        function.dbus_method = Method(function.__name__, in_signature, out_signature,
+                                      in_names, out_names, function)
+        return function
+    return decorate
+
+
+class dbus_property:  # noqa: N801 - reads like the decorator it is
+    """Declare a D-Bus property from its getter; ``@Name.setter`` adds an async setter.
+
+    A setter takes (self, call, value); it validates and authorizes, and the
+    object tree announces the change and replies.
+    """
+
+    def __init__(self, signature: str, emits_change: str = "false", name: str = "") -> None:
+        self.signature = signature
+        self.emits_change = emits_change
+        self.name = name  # when the Python name cannot be the D-Bus name
+        self.dbus_property: Property | None = None
+
+    def __call__(self, getter: Callable[[Any], Any]) -> dbus_property:
+        self.dbus_property = Property(self.name or getter.__name__, self.signature, getter,
+                                      emits_change=self.emits_change)
+        return self
+
+    def setter(self, setter: Callable[..., Any]) -> dbus_property:
+        assert self.dbus_property is not None
+        self.dbus_property = Property(self.dbus_property.name, self.signature,
+                                      self.dbus_property.getter, setter, self.emits_change)
+        return self
+
+
+class Interface:
+    """One D-Bus interface of one object; subclasses declare its members.
+
+    Subclasses pass ``name=`` and declare members with @method,
+    @dbus_property and class attributes of type Signal.
+    """
+
+    name: ClassVar[str]
+    methods: ClassVar[dict[str, Method]]
+    properties: ClassVar[dict[str, Property]]
+    signals: ClassVar[dict[str, Signal]]
+
+    def __init_subclass__(cls, name: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = name
+        members = vars(cls).values()
+        cls.methods = {m.dbus_method.name: m.dbus_method
+                       for m in members if hasattr(m, "dbus_method")}
+        cls.properties = {p.dbus_property.name: p.dbus_property
+                          for p in members if isinstance(p, dbus_property)}
+        cls.signals = {s.name: s for s in members if isinstance(s, Signal)}
+
+    def get(self, name: str) -> Variant:
+        prop = self.properties[name]
+        return Variant(prop.signature, prop.getter(self))
+
+    def get_all(self) -> dict[str, Variant]:
+        return {name: self.get(name) for name in self.properties}
+
+
+class ObjectTree:
+    """The objects randomd exports on one connection, and their dispatch.
+
+    *manager_path* carries org.freedesktop.DBus.ObjectManager for every
+    object below it.
+    """
+
+    def __init__(self, bus: Bus, manager_path: str,
+                 no_object: Callable[[str], errors.RandomdError] | None = None) -> None:
+        self._bus = bus
+        self._manager_path = manager_path
+        self._no_object = no_object or _unknown_object
+        self.last_call = asyncio.get_running_loop().time()
+        self._objects: dict[str, dict[str, Interface]] = {}
+        self._tasks: set[asyncio.Task] = set()
+        bus.add_message_handler(self._on_message)
+
+    # -- exporting -----------------------------------------------------
+
+    def export(self, path: str, *interfaces: Interface) -> None:
+        """Export *interfaces* at *path*; below the manager, announce them."""
+        self._objects[path] = {interface.name: interface for interface in interfaces}
+        if self._is_managed(path):
+            added = {interface.name: interface.get_all() for interface in interfaces}
+            self.emit(self._manager_path, _OBJECT_MANAGER, "InterfacesAdded", "oa{sa{sv}}",
+                      [path, added])
+
+    def unexport(self, path: str) -> None:
+        """Remove the object at *path*; below the manager, announce it."""
+        interfaces = self._objects.pop(path, None)
+        if interfaces is not None and self._is_managed(path):
+            self.emit(self._manager_path, _OBJECT_MANAGER, "InterfacesRemoved", "oas",
+                      [path, list(interfaces)])
+
+    def paths(self) -> list[str]:
+        return list(self._objects)
+
+    def _is_managed(self, path: str) -> bool:
+        return path.startswith(self._manager_path + "/")
+
+    # -- sending -------------------------------------------------------
+
+    def emit(self, path: str, interface: str, member: str, signature: str, body: list[Any],
+             destination: str | None = None) -> None:
+        """Send a signal; with *destination* it is unicast to that name only."""
+        # NO_REPLY_EXPECTED: the bus answers nothing when the destination has left.
+        self._bus.send(Message(message_type=MessageType.SIGNAL, path=path, interface=interface,
+                               member=member, signature=signature, body=body,
+                               destination=destination, flags=MessageFlag.NO_REPLY_EXPECTED))
+
+    def properties_changed(self, path: str, interface: Interface, names: list[str]) -> None:
+        """Announce the current values of *names* with PropertiesChanged."""
+        changed = {name: interface.get(name) for name in names}
+        self.emit(path, _PROPERTIES, "PropertiesChanged", "sa{sv}as",
+                  [interface.name, changed, []])
+
+    async def cancel_calls(self) -> None:
+        """Cancel the calls still being handled; each still gets its reply."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- dispatch ------------------------------------------------------
+
+    def _on_message(self, msg: Any) -> bool:
+        if msg.message_type != MessageType.METHOD_CALL:
+            return False
+        self.last_call = asyncio.get_running_loop().time()
+        try:
+            out_signature, result = self._route(Call(msg))
+        except Exception as error:  # every failure is answered, by name
+            self._reply_error(msg, error)
+            return True
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(partial(self._reply_task, msg, out_signature))
+        else:
+            self._reply(msg, out_signature, result)
+        return True
+
+    def _reply_task(self, msg: Any, out_signature: str, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            self._reply_error(msg, errors.ShuttingDown("randomd is shutting down."))
+        elif task.exception() is not None:
+            self._reply_error(msg, task.exception())
+        else:
+            self._reply(msg, out_signature, task.result())
+
+    def _reply(self, msg: Any, out_signature: str, result: Any) -> None:
+        if int(msg.flags) & _NO_REPLY:
+            return
+        if not out_signature:
+            body = []
+        elif len(_complete_types(out_signature)) == 1:
+            body = [result]
+        else:
+            body = list(result)
+        try:
+            self._bus.send(Message.new_method_return(msg, out_signature, body))
+        except Exception as error:  # a handler returned a value of the wrong type
+            self._reply_error(msg, error)
+
+    def _reply_error(self, msg: Any, error: BaseException) -> None:
+        if isinstance(error, errors.RandomdError):
+            log.debug("%s.%s from %s: %s", msg.interface, msg.member, msg.sender, error)
+        else:
+            log.error("%s.%s from %s failed", msg.interface, msg.member, msg.sender,
+                      exc_info=error, extra={"RANDOMD_SENDER": msg.sender})
+            error = errors.Failed("Internal error in randomd; its log has the details.")
+        if not int(msg.flags) & _NO_REPLY:
+            self._bus.send(Message.new_error(msg, error.dbus_name, str(error)))
+
+    def _route(self, call: Call) -> tuple[str, Any]:
+        msg = call.message
+        standard = _STANDARD_HANDLERS.get((msg.interface, msg.member))
+        if standard is not None:
+            handler, in_signature, out_signature = standard
+            _check_signature(msg, in_signature)
+            return out_signature, handler(self, call, *msg.body)
+        interfaces = self._objects.get(msg.path)
+        if interfaces is None:
+            raise self._no_object(msg.path)
+        method_ = _find_method(interfaces, msg)
+        _check_signature(msg, method_.in_signature)
+        owner = interfaces[msg.interface] if msg.interface else _owner_of(interfaces, method_)
+        return method_.out_signature, method_.function(owner, call, *msg.body)
+
+    # -- the standard interfaces ---------------------------------------
+
+    def _interfaces_at(self, path: str) -> dict[str, Interface]:
+        interfaces = self._objects.get(path)
+        if interfaces is None:
+            raise self._no_object(path)
+        return interfaces
+
+    def _find_property(self, path: str, interface_name: str, name: str) -> tuple[Interface, Property]:
+        interfaces = self._interfaces_at(path)
+        candidates = [interfaces[interface_name]] if interface_name in interfaces else (
+            list(interfaces.values()) if not interface_name else [])
+        if interface_name and not candidates:
+            raise errors.UnknownInterface(f"Object {path} has no interface {interface_name}.")
+        for interface in candidates:
+            if name in interface.properties:
+                return interface, interface.properties[name]
+        raise errors.UnknownProperty(f"Object {path} has no property {name!r}.")
+
+    def _get(self, call: Call, interface_name: str, name: str) -> Variant:
+        interface, prop = self._find_property(call.message.path, interface_name, name)
+        return interface.get(prop.name)
+
+    def _get_all(self, call: Call, interface_name: str) -> dict[str, Variant]:
+        interfaces = self._interfaces_at(call.message.path)
+        if not interface_name:
+            return {k: v for i in interfaces.values() for k, v in i.get_all().items()}
+        if interface_name not in interfaces:
+            raise errors.UnknownInterface(
+                f"Object {call.message.path} has no interface {interface_name}.")
+        return interfaces[interface_name].get_all()
+
+    def _set(self, call: Call, interface_name: str, name: str, value: Variant) -> Any:
+        interface, prop = self._find_property(call.message.path, interface_name, name)
+        if prop.setter is None:
+            raise errors.PropertyReadOnly(f"Property {name} is read-only.")
+        if value.signature != prop.signature:
+            raise errors.InvalidArgs(
+                f"Property {name} has type '{prop.signature}', not '{value.signature}'.")
+        return self._set_and_announce(call, interface, prop, value.value)
+
+    async def _set_and_announce(self, call: Call, interface: Interface, prop: Property,
+                                value: Any) -> None:
+        await prop.setter(interface, call, value)
+        if prop.emits_change == "true":
+            self.properties_changed(call.message.path, interface, [prop.name])
+
+    def _introspect(self, call: Call) -> str:
+        path = call.message.path
+        interfaces = self._objects.get(path, {})
+        children = self._children(path)
+        if not interfaces and not children and path != "/":
+            raise self._no_object(path)
+        return introspection_xml(list(interfaces.values()), children,
+                                 object_manager=path == self._manager_path)
+
+    def _children(self, path: str) -> list[str]:
+        prefix = path.rstrip("/") + "/"
+        names = {p[len(prefix):].split("/", 1)[0] for p in self._objects if p.startswith(prefix)}
+        return sorted(names, key=lambda n: (len(n), n))
+
+    def _ping(self, call: Call) -> None:
+        return None
+
+    def _machine_id(self, call: Call) -> str:
+        for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
+            try:
+                with open(path, encoding="ascii") as file:
+                    return file.read().strip()
+            except OSError:
+                continue
+        raise errors.Failed("This machine has no machine ID.")
+
+    def _managed_objects(self, call: Call) -> dict[str, dict[str, dict[str, Variant]]]:
+        if call.message.path != self._manager_path:
+            raise errors.UnknownMethod(
+                f"Object {call.message.path} does not implement {_OBJECT_MANAGER}.")
+        return {path: {name: i.get_all() for name, i in interfaces.items()}
+                for path, interfaces in self._objects.items() if self._is_managed(path)}
+
+
+_STANDARD_HANDLERS: dict[tuple[str, str], tuple[Callable[..., Any], str, str]] = {
+    (_PROPERTIES, "Get"): (ObjectTree._get, "ss", "v"),
+    (_PROPERTIES, "GetAll"): (ObjectTree._get_all, "s", "a{sv}"),
+    (_PROPERTIES, "Set"): (ObjectTree._set, "ssv", ""),
+    (_INTROSPECTABLE, "Introspect"): (ObjectTree._introspect, "", "s"),
+    (_PEER, "Ping"): (ObjectTree._ping, "", ""),
+    (_PEER, "GetMachineId"): (ObjectTree._machine_id, "", "s"),
+    (_OBJECT_MANAGER, "GetManagedObjects"): (ObjectTree._managed_objects, "", "a{oa{sa{sv}}}"),
+}
+_STANDARD_INTERFACES = {interface for interface, _ in _STANDARD_HANDLERS}
+
+
+def _unknown_object(path: str) -> errors.RandomdError:
+    return errors.UnknownObject(f"No object at path {path}.")
+
+
+def _find_method(interfaces: dict[str, Interface], msg: Any) -> Method:
+    if msg.interface in _STANDARD_INTERFACES:
+        raise errors.UnknownMethod(f"{msg.interface} has no method {msg.member}.")
+    if msg.interface:
+        interface = interfaces.get(msg.interface)
+        if interface is None:
+            raise errors.UnknownInterface(f"Object {msg.path} has no interface {msg.interface}.")
+        found = interface.methods.get(msg.member)
+    else:
+        found = next((i.methods[msg.member] for i in interfaces.values()
+                      if msg.member in i.methods), None)
+    if found is None:
+        raise errors.UnknownMethod(f"Object {msg.path} has no method {msg.member!r}.")
+    return found
+
+
+def _owner_of(interfaces: dict[str, Interface], method_: Method) -> Interface:
+    return next(i for i in interfaces.values() if i.methods.get(method_.name) is method_)
+
+
+def _check_signature(msg: Any, expected: str) -> None:
+    if msg.signature != expected:
+        raise errors.InvalidArgs(
+            f"{msg.member} takes arguments of type '{expected}', not '{msg.signature}'.")
+
+
+def _complete_types(signature: str) -> list[str]:
+    """Split a D-Bus signature into its complete types."""
+    types, depth, start = [], 0, 0
+    for index, char in enumerate(signature):
+        if char in "({":
+            depth += 1
+        elif char in ")}":
+            depth -= 1
+        if depth == 0 and char != "a":
+            types.append(signature[start:index + 1])
+            start = index + 1
+    return types
+
+
+# -- introspection ---------------------------------------------------------
+
+_STANDARD_XML = """\
+ <interface name="org.freedesktop.DBus.Peer">
+  <method name="Ping"/>
+  <method name="GetMachineId">
+   <arg type="s" name="machine_uuid" direction="out"/>
+  </method>
+ </interface>
+ <interface name="org.freedesktop.DBus.Introspectable">
+  <method name="Introspect">
+   <arg name="xml_data" type="s" direction="out"/>
+  </method>
+ </interface>
+ <interface name="org.freedesktop.DBus.Properties">
+  <method name="Get">
+   <arg name="interface_name" direction="in" type="s"/>
+   <arg name="property_name" direction="in" type="s"/>
+   <arg name="value" direction="out" type="v"/>
+  </method>
+  <method name="GetAll">
+   <arg name="interface_name" direction="in" type="s"/>
+   <arg name="props" direction="out" type="a{sv}"/>
+  </method>
+  <method name="Set">
+   <arg name="interface_name" direction="in" type="s"/>
+   <arg name="property_name" direction="in" type="s"/>
+   <arg name="value" direction="in" type="v"/>
+  </method>
+  <signal name="PropertiesChanged">
+   <arg type="s" name="interface_name"/>
+   <arg type="a{sv}" name="changed_properties"/>
+   <arg type="as" name="invalidated_properties"/>
+  </signal>
+ </interface>
+"""
+
+_OBJECT_MANAGER_XML = """\
+ <interface name="org.freedesktop.DBus.ObjectManager">
+  <method name="GetManagedObjects">
+   <arg type="a{oa{sa{sv}}}" name="object_paths_interfaces_and_properties" direction="out"/>
+  </method>
+  <signal name="InterfacesAdded">
+   <arg type="o" name="object_path"/>
+   <arg type="a{sa{sv}}" name="interfaces_and_properties"/>
+  </signal>
+  <signal name="InterfacesRemoved">
+   <arg type="o" name="object_path"/>
+   <arg type="as" name="interfaces"/>
+  </signal>
+ </interface>
+"""
+
+_DOCTYPE = ('<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"\n'
+            '"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">\n')
+
+
+def introspection_xml(interfaces: list[Interface], children: list[str],
+                      object_manager: bool = False) -> str:
+    """The Introspect answer for one object."""
+    parts = [_DOCTYPE, "<node>\n", _STANDARD_XML]
+    if object_manager:
+        parts.append(_OBJECT_MANAGER_XML)
+    parts.extend(_interface_xml(type(interface)) for interface in interfaces)
+    parts.extend(f" <node name={quoteattr(child)}/>\n" for child in children)
+    parts.append("</node>\n")
+    return "".join(parts)
+
+
+def _interface_xml(cls: type[Interface]) -> str:
+    lines = [f" <interface name={quoteattr(cls.name)}>"]
+    for m in cls.methods.values():
+        lines.append(f"  <method name={quoteattr(m.name)}>")
+        lines += [f'   <arg type="{t}" name="{n}" direction="in"/>'
+                  for t, n in zip(_complete_types(m.in_signature), m.in_names)]
+        lines += [f'   <arg type="{t}" name="{n}" direction="out"/>'
+                  for t, n in zip(_complete_types(m.out_signature), m.out_names)]
+        lines.append("  </method>")
+    for s in cls.signals.values():
+        lines.append(f"  <signal name={quoteattr(s.name)}>")
+        lines += [f'   <arg type="{t}" name="{n}"/>'
+                  for t, n in zip(_complete_types(s.signature), s.names)]
+        lines.append("  </signal>")
+    for p in cls.properties.values():
+        access = "readwrite" if p.setter else "read"
+        lines.append(f'  <property name="{p.name}" type="{p.signature}" access="{access}">')
+        lines.append('   <annotation name="org.freedesktop.DBus.Property.EmitsChangedSignal" '
+                     f'value="{p.emits_change}"/>')
+        lines.append("  </property>")
+    lines.append(" </interface>\n")
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""Fixtures: the system-like bus, randomd on it (on each bus library), clients."""
+
+from __future__ import annotations
+
+import pytest
+
+import harness
+from randomd import bus as buslib
+
+
+@pytest.fixture(scope="session", autouse=True)
+def users() -> None:
+    harness.ensure_user(harness.DAEMON_USER)
+    harness.ensure_user(harness.TEST_USER)
+
+
+@pytest.fixture(scope="session")
+def system_bus(users):
+    bus = harness.SystemBus()
+    yield bus
+    bus.stop()
+
+
+@pytest.fixture(scope="module", params=harness.LIBRARIES)
+def library(request) -> str:
+    """The bus library randomd runs on; every daemon test runs on both."""
+    return request.param
+
+
+@pytest.fixture
+def start_randomd(system_bus, library):
+    """Start randomd with a config text; it is stopped after the test."""
+    started = []
+
+    def start(config: str = "", **kwargs) -> harness.Randomd:
+        daemon = harness.Randomd(system_bus, library, config, **kwargs)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+@pytest.fixture(scope="module")
+def randomd(system_bus, library):
+    """One randomd for the tests of a module that leave its state alone."""
+    daemon = harness.Randomd(system_bus, library).wait_ready()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+async def client(system_bus):
+    """A root client connection (dbus-fast when installed)."""
+    connection = await buslib.connect(system_bus.address)
+    yield connection
+    connection.disconnect()
