@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 from collections import deque
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 __all__ = [
     "LIBRARY", "Message", "MessageType", "MessageFlag", "BusType", "NameFlag",
     "RequestNameReply", "Variant", "DBusError", "Bus",
-    "connect", "call", "FifoWriter",
+    "connect", "call", "FifoWriter", "signature_tree",
 ]
 
 _PREFERENCE = ("dbus_fast", "dbus_next")
@@ -42,6 +43,7 @@ def _import_library() -> tuple[str, Any, Any]:
 
 
 LIBRARY, _lib, _aio = _import_library()
+log = logging.getLogger("randomd.bus")
 
 Message = _lib.Message
 MessageType = _lib.MessageType
@@ -52,6 +54,10 @@ RequestNameReply = _lib.RequestNameReply
 Variant = _lib.Variant
 DBusError = _lib.DBusError
 MessageBus = _aio.MessageBus
+_signature = importlib.import_module(LIBRARY + ".signature")
+# dbus-fast's compiled marshaller can emit a corrupt message for a body that
+# does not match its signature (the bus then drops the connection): verify first.
+signature_tree = getattr(_signature, "get_signature_tree", None) or _signature.SignatureTree._get
 
 # dbus-daemon allows 128 calls awaiting a reply per connection; keep our own
 # outgoing calls (polkit, GetConnectionUnixUser) well below that.
@@ -125,6 +131,7 @@ class FifoWriter:
 
     def _poll(self, wanted: bool) -> None:
         if wanted and not self._polling:
+            log.debug("the bus is not reading; %d messages wait", len(self._queue))
             self._loop.add_writer(self._fd, self._write)
         elif not wanted and self._polling:
             self._loop.remove_writer(self._fd)

@@ -79,9 +79,7 @@ class Daemon:
         self._install_signal_handlers()
         notify.ready(self._status())
         log.info("randomd %s serving %s on %s", __version__, api.BUS_NAME, bus.unique_name)
-        lost = await self._wait_until_done(bus)
-        if lost:
-            log.error("lost the connection to the bus")
+        if await self._wait_until_done(bus):
             return 1
         await self._shutdown(bus)
         return 0
@@ -126,7 +124,12 @@ class Daemon:
         await asyncio.wait([disconnected, *background], return_when=asyncio.FIRST_COMPLETED)
         for task in background:
             task.cancel()
-        return disconnected.done()
+        if not disconnected.done():
+            disconnected.cancel()
+            return False
+        log.error("lost the connection to the bus: %s",
+                  disconnected.exception() or "closed by the bus")
+        return True
 
     async def _idle_exit(self) -> None:
         """Return once no job exists and no call came for IdleExitSec."""

@@ -23,7 +23,7 @@ from typing import Any, Callable, ClassVar
 from xml.sax.saxutils import quoteattr
 
 from . import errors
-from .bus import Bus, Message, MessageFlag, MessageType, Variant
+from .bus import Bus, Message, MessageFlag, MessageType, Variant, signature_tree
 
 log = logging.getLogger("randomd.service")
 
@@ -242,6 +242,7 @@ class ObjectTree:
         else:
             body = list(result)
         try:
+            signature_tree(out_signature).verify(body)
             self._bus.send(Message.new_method_return(msg, out_signature, body))
         except Exception as error:  # a handler returned a value of the wrong type
             self._reply_error(msg, error)

@@ -27,36 +27,7 @@ TEST_USER = "randomd-test"
 LIBRARIES = ("dbus_fast", "dbus_next")
 TIMEOUT = 10.0
 
-_BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <type>system</type>
-  <auth>EXTERNAL</auth>
-  <listen>unix:path={socket}</listen>
-  <policy context="default">
-    <allow user="*"/>
-    <deny own="*"/>
-    <deny send_type="method_call"/>
-    <allow send_type="signal"/>
-    <allow send_requested_reply="true" send_type="method_return"/>
-    <allow send_requested_reply="true" send_type="error"/>
-    <allow receive_type="method_call"/>
-    <allow receive_type="method_return"/>
-    <allow receive_type="error"/>
-    <allow receive_type="signal"/>
-    <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Introspectable"/>
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Properties"/>
-  </policy>
-  <policy user="root">
-    <allow send_destination="org.freedesktop.DBus"
-           send_interface="org.freedesktop.DBus.Monitoring"/>
-  </policy>
-  {includes}
-</busconfig>
-"""
+BUS_CONFIG_TEMPLATE = REPO / "packaging/system-like-bus.conf.in"
 
 
 def ensure_user(name: str) -> pwd.struct_passwd:
@@ -106,7 +77,9 @@ class SystemBus:
         dirs = [REPO / "conf/dbus-1/system.d", *includedirs]
         includes = "\n  ".join(f"<includedir>{d}</includedir>" for d in dirs)
         config = self.dir / "bus.conf"
-        config.write_text(_BUS_CONFIG.format(socket=self.socket, includes=includes))
+        template = BUS_CONFIG_TEMPLATE.read_text()
+        config.write_text(template.replace("@SOCKET@", str(self.socket))
+                          .replace("@INCLUDEDIRS@", includes))
         self.process = subprocess.Popen(
             ["dbus-daemon", f"--config-file={config}", "--nofork", "--print-address=1",
              "--nosyslog"], stdout=subprocess.PIPE, text=True)

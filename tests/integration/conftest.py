@@ -28,18 +28,26 @@ def library(request) -> str:
 
 
 @pytest.fixture
-def start_randomd(system_bus, library):
-    """Start randomd with a config text; it is stopped after the test."""
-    started = []
+def start_randomd(library):
+    """Start randomd with a config text on a bus of its own (daemon.bus).
+
+    Later calls start more daemons on the same bus; all stop after the test.
+    """
+    buses: list[harness.SystemBus] = []
+    started: list[harness.Randomd] = []
 
     def start(config: str = "", **kwargs) -> harness.Randomd:
-        daemon = harness.Randomd(system_bus, library, config, **kwargs)
+        if not buses:
+            buses.append(harness.SystemBus())
+        daemon = harness.Randomd(buses[0], library, config, **kwargs)
         started.append(daemon)
         return daemon
 
     yield start
     for daemon in started:
         daemon.stop()
+    for bus in buses:
+        bus.stop()
 
 
 @pytest.fixture(scope="module")
