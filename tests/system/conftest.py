@@ -1,0 +1,194 @@
+"""The `testbed` fixture: a Debian 12 container booted with systemd, randomd installed.
+
+packaging/testbed does the work (image, boot, teardown); it is imported here
+as a module. See README.md in this folder.
+
+Environment:
+  RANDOMD_DEB_DIR   folder of .debs to install in the container (default
+                    build/deb/ at the top of the repository); `none` boots
+                    the bare image, for tests that do not need randomd.
+  RANDOMD_TESTBED_CACHE, RANDOMD_TESTBED_PREFIX   see packaging/testbed.
+"""
+
+import importlib.machinery
+import importlib.util
+import json
+import os
+import secrets
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _load_testbed_module():
+    # packaging/testbed is a script without a .py suffix: load it by path.
+    path = REPO / "packaging" / "testbed"
+    loader = importlib.machinery.SourceFileLoader("randomd_testbed", str(path))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
+    module = importlib.util.module_from_spec(spec)
+    loader.exec_module(module)
+    return module
+
+
+tb = _load_testbed_module()
+
+
+class CommandFailed(subprocess.CalledProcessError):
+    """A command inside the container exited non-zero; the message shows its output."""
+
+    def __str__(self):
+        return f"{super().__str__()}\n--- stdout ---\n{self.stdout}--- stderr ---\n{self.stderr}"
+
+
+class Testbed:
+    """A running container, as the tests see it.
+
+    Attributes:
+      name      the machine name: `busctl -M NAME`, `systemctl -M NAME` work from the host
+      root      the container's / as the host reaches it (/proc/LEADER/root)
+      leader    host pid of the container's PID 1
+      user      an unprivileged user that exists inside (randomd-test)
+      packages  paths inside of the .debs that were installed (to reinstall after a purge)
+    """
+
+    user = tb.TEST_USER
+
+    def __init__(self, state, debs):
+        self.name = state["name"]
+        self.root = Path(state["root"])
+        self.leader = state["leader"]
+        self.packages = [f"{tb.PKG_MOUNT}/{deb.name}" for deb in debs]
+
+    def run(self, cmd, user=None, check=True, timeout=60.0, input=None, env=None):
+        """Run cmd inside the container and return a CompletedProcess (text stdout/stderr).
+
+        cmd: an argv list, or a string for `sh -c`. user: run as that user
+        (via runuser) instead of root. env: extra variables; the host's
+        environment is never passed in. check: raise CommandFailed on a
+        non-zero exit. timeout: seconds; on expiry everything the command
+        started is killed and subprocess.TimeoutExpired raised.
+        """
+        if isinstance(cmd, str):
+            cmd = ["sh", "-c", cmd]
+        argv = tb.nsenter_argv(self.leader, cmd, user=user, env=env)
+        # Its own process group: nsenter forks into the container's pid
+        # namespace, so killing nsenter alone on timeout would leave the
+        # command running inside.
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            stdout, stderr = proc.communicate(input, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            stdout, stderr = proc.communicate()
+            raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr) from None
+        result = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
+        if check and result.returncode != 0:
+            raise CommandFailed(result.returncode, cmd, stdout, stderr)
+        return result
+
+    def systemctl(self, *args, check=True, timeout=60.0):
+        """`systemctl ARGS` inside, as root."""
+        return self.run(["systemctl", *args], check=check, timeout=timeout)
+
+    def journal(self, unit=None, *args):
+        """The journal entries of `unit` (all if None) as dicts, oldest first.
+
+        Each dict is one `journalctl -o json` record: MESSAGE, PRIORITY,
+        _SYSTEMD_UNIT, the sender's own fields, ... Extra journalctl options
+        (e.g. "--since=-10s", "-b") go in args. The journal is written
+        asynchronously: use wait_for() to wait for an entry.
+        """
+        cmd = ["journalctl", "--no-pager", "-o", "json", *args]
+        if unit is not None:
+            cmd += ["--unit", unit]
+        out = self.run(cmd).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def write_file(self, path, text, mode=0o644):
+        """Write text to path inside (owned by root), creating parent dirs."""
+        script = 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"'
+        self.run(["sh", "-c", script, "sh", path, f"{mode:o}"], input=text)
+
+    def read_file(self, path):
+        return self.run(["cat", path]).stdout
+
+    def wait_for(self, condition, timeout=10.0, what=None, user=None):
+        """Poll until condition holds, every 0.1 s for at most `timeout` seconds.
+
+        condition: a callable (holds when it returns a truthy value, which is
+        returned), or a command (list or string; holds when it exits 0, and its
+        CompletedProcess is returned; run as `user` if given). Raises
+        TimeoutError naming `what` and showing the last command's output.
+        """
+        last = None
+
+        def holds():
+            nonlocal last
+            if callable(condition):
+                return condition()
+            last = self.run(condition, user=user, check=False, timeout=timeout)
+            return last if last.returncode == 0 else None
+
+        try:
+            return tb.deadline_wait(holds, timeout, what or repr(condition))
+        except tb.TestbedError as e:
+            detail = f"\nlast run: {last}" if last is not None else ""
+            raise TimeoutError(f"{e}{detail}") from None
+
+
+def _debs_to_install():
+    """The .debs to install, from RANDOMD_DEB_DIR; fail when there are none."""
+    setting = os.environ.get("RANDOMD_DEB_DIR", "build/deb")
+    if setting == "none":
+        return []
+    folder = REPO / setting  # an absolute setting replaces REPO
+    debs = sorted(folder.glob("*.deb"))
+    if not debs:
+        pytest.fail(
+            f"no .deb in {folder}: run packaging/build-deb first, or point RANDOMD_DEB_DIR at a "
+            "folder of .debs (RANDOMD_DEB_DIR=none boots the bare image for tests that do not "
+            "need randomd)",
+            pytrace=False,
+        )
+    return debs
+
+
+def _interrupt_on_sigterm(_signum, _frame):
+    raise KeyboardInterrupt
+
+
+@pytest.fixture(scope="session")
+def testbed():
+    """One container for the whole session, always torn down at the end."""
+    problem = tb.host_problem()
+    if problem:  # fail, not skip: a bed that cannot run must not pass as green
+        pytest.fail(problem, pytrace=False)
+    debs = _debs_to_install()
+    # RANDOMD_TESTBED_PREFIX is set by `packaging/testbed run-tests`, which
+    # removes what is left under that prefix should this process be killed.
+    prefix = os.environ.get("RANDOMD_TESTBED_PREFIX", f"rtb{os.getpid()}")
+    name = f"{prefix}-{secrets.token_hex(3)}"
+    # pytest tears fixtures down on Ctrl-C; make SIGTERM (a CI timeout) do the same.
+    previous = signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+    try:
+        try:
+            state = tb.up(name, debs, image=tb.build_image(install_tools=False))
+        except tb.TestbedError as e:
+            state, problem = None, str(e)
+        if state is None:  # outside the except: no "during handling" repetition
+            pytest.fail(f"the test bed did not come up: {problem}", pytrace=False)
+        yield Testbed(state, debs)
+    finally:
+        tb.down(name)
+        signal.signal(signal.SIGTERM, previous)
