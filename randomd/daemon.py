@@ -27,6 +27,7 @@ from .service import ObjectTree
 log = logging.getLogger("randomd")
 
 EX_CONFIG = 78
+STATUS_INTERVAL = 0.2
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -171,10 +172,10 @@ class Daemon:
 
     def _jobs_changed(self) -> None:
         self._manager.jobs_changed()
-        # One STATUS= per loop iteration, however many jobs changed in it.
+        # At most one STATUS= per STATUS_INTERVAL, however many jobs change.
         if not self._status_due:
             self._status_due = True
-            asyncio.get_running_loop().call_soon(self._send_status)
+            asyncio.get_running_loop().call_later(STATUS_INTERVAL, self._send_status)
 
     def _send_status(self) -> None:
         self._status_due = False

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Sequence
@@ -103,37 +104,51 @@ class SystemBus:
 
 
 class NotifySocket:
-    """The NOTIFY_SOCKET systemd would give a service, read by the test."""
+    """The NOTIFY_SOCKET systemd would give a service, read as datagrams arrive.
+
+    Like systemd, it reads continuously (a thread), so randomd never finds the
+    socket full; tests wait on what has arrived.
+    """
 
     def __init__(self, directory: Path) -> None:
         self.path = directory / "notify"
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.sock.bind(str(self.path))
         self.path.chmod(0o777)
+        self.sock.settimeout(0.1)  # only so that close() stops the reader
         self.messages: list[dict[str, str]] = []
+        self._arrived = threading.Condition()
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
 
-    def wait_for(self, key: str, value: str | None = None, timeout: float = TIMEOUT) -> dict:
-        """Read datagrams until one sets *key* (to *value*); return it."""
-        deadline = time.monotonic() + timeout
-        for message in self.messages:
-            if key in message and value in (None, message[key]):
-                return message
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {key}={value or '*'} from randomd in {timeout} s; "
-                                     f"got {self.messages}")
-            self.sock.settimeout(remaining)
+    def _read(self) -> None:
+        while not self._closed:
             try:
                 data = self.sock.recv(4096).decode()
             except TimeoutError:
                 continue
+            except OSError:
+                return
             message = dict(line.split("=", 1) for line in data.splitlines() if "=" in line)
-            self.messages.append(message)
-            if key in message and value in (None, message[key]):
-                return message
+            with self._arrived:
+                self.messages.append(message)
+                self._arrived.notify_all()
+
+    def _find(self, key: str, value: str | None) -> dict | None:
+        return next((m for m in self.messages if key in m and value in (None, m[key])), None)
+
+    def wait_for(self, key: str, value: str | None = None, timeout: float = TIMEOUT) -> dict:
+        """The first datagram that sets *key* (to *value*), waiting for it if need be."""
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: self._find(key, value), timeout):
+                raise AssertionError(f"no {key}={value or '*'} from randomd in {timeout} s; "
+                                     f"got {self.messages}")
+            return self._find(key, value)
 
     def close(self) -> None:
+        self._closed = True
+        self._reader.join(TIMEOUT)
         self.sock.close()
 
 
