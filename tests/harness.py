@@ -157,7 +157,7 @@ class Randomd:
 
     def __init__(self, bus: SystemBus, library: str, config: str = "",
                  user: str | None = DAEMON_USER, args: Sequence[str] = (),
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, wrapper: Sequence[str] = ()) -> None:
         self.bus = bus
         self.dir = public_tempdir("randomd-daemon-")
         self.config = self.dir / "randomd.conf"
@@ -171,7 +171,7 @@ class Randomd:
                        "RANDOMD_BUS_LIBRARY": library, "NOTIFY_SOCKET": str(self.notify.path),
                        **(env or {})}
         with self.log.open("wb") as log:
-            self.process = subprocess.Popen(as_user(user, argv), env=environment,
+            self.process = subprocess.Popen([*wrapper, *as_user(user, argv)], env=environment,
                                             stdout=log, stderr=log, cwd="/")
 
     def wait_ready(self) -> "Randomd":
