@@ -18,6 +18,13 @@ def name_owner(bus: harness.SystemBus) -> subprocess.CompletedProcess:
                           "org.freedesktop.DBus", "NameHasOwner", "s", api.BUS_NAME)
 
 
+def reload(daemon: harness.Randomd) -> None:
+    """SIGHUP, and wait until randomd is ready again."""
+    daemon.notify.messages.clear()
+    daemon.process.send_signal(signal.SIGHUP)
+    daemon.notify.wait_for("READY", "1")
+
+
 def test_ready_comes_after_the_name_is_owned(start_randomd):
     daemon = start_randomd().wait_ready()
     assert name_owner(daemon.bus).stdout.strip() == "b true"
@@ -110,9 +117,7 @@ def test_sighup_reloads_with_reloading_and_monotonic_usec(start_randomd):
 async def test_sighup_applies_a_changed_config(start_randomd):
     daemon = start_randomd("MaxQuickBits = 10\n").wait_ready()
     daemon.config.write_text("MaxQuickBits = 20\n")
-    daemon.notify.messages.clear()
-    daemon.process.send_signal(signal.SIGHUP)
-    daemon.notify.wait_for("READY", "1")
+    reload(daemon)
     bus = await buslib.connect(daemon.bus.address)
     assert await get_property(bus, "MaxQuickBits") == 20
     bus.disconnect()
@@ -122,9 +127,7 @@ async def test_sighup_resets_slow_bit_interval_to_the_configured_value(start_ran
     daemon = start_randomd("SlowBitInterval = 2.0\n").wait_ready()
     bus = await buslib.connect(daemon.bus.address)
     await set_property(bus, "SlowBitInterval", "d", 5.0)
-    daemon.notify.messages.clear()
-    daemon.process.send_signal(signal.SIGHUP)
-    daemon.notify.wait_for("READY", "1")
+    reload(daemon)
     assert await get_property(bus, "SlowBitInterval") == 2.0
     bus.disconnect()
 
@@ -132,9 +135,7 @@ async def test_sighup_resets_slow_bit_interval_to_the_configured_value(start_ran
 async def test_sighup_with_a_broken_config_keeps_the_old_one(start_randomd):
     daemon = start_randomd("MaxQuickBits = 10\n").wait_ready()
     daemon.config.write_text("MaxQuickBits = 'many'\n")
-    daemon.notify.messages.clear()
-    daemon.process.send_signal(signal.SIGHUP)
-    daemon.notify.wait_for("READY", "1")
+    reload(daemon)
     bus = await buslib.connect(daemon.bus.address)
     assert await get_property(bus, "MaxQuickBits") == 10
     bus.disconnect()
