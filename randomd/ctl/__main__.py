@@ -1,0 +1,7 @@
+"""python3 -m randomd.ctl: randomctl."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
