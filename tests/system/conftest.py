@@ -4,9 +4,19 @@ packaging/testbed does the work (image, boot, teardown); it is imported here
 as a module. See README.md in this folder.
 
 Environment:
+  RANDOMD_TESTBED   `container` (the default): boot a container as above.
+                    `local`: run every command directly on this machine,
+                    which must be booted with systemd and have randomd
+                    installed already: an autopkgtest testbed
+                    (debian/tests/system) or a disposable VM. The tests
+                    stop, restart, kill and finally purge and reinstall
+                    randomd there, so never use it on a machine you care for.
   RANDOMD_DEB_DIR   folder of .debs to install in the container (default
                     build/deb/ at the top of the repository); `none` boots
                     the bare image, for tests that do not need randomd.
+  RANDOMD_TESTBED_PACKAGES   local mode: what `apt-get install` gets to
+                    reinstall randomd after the purge test (default
+                    `randomd`: autopkgtest keeps its package in an apt source).
   RANDOMD_TESTBED_CACHE, RANDOMD_TESTBED_PREFIX   see packaging/testbed.
 """
 
@@ -15,7 +25,9 @@ import importlib.util
 import json
 import os
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -63,6 +75,10 @@ class Testbed:
         self.leader = state["leader"]
         self.packages = [f"{tb.PKG_MOUNT}/{deb.name}" for deb in debs]
 
+    def argv(self, cmd, user=None, env=None):
+        """The host argv that runs cmd (a list) inside, as root or as `user`."""
+        return tb.nsenter_argv(self.leader, cmd, user=user, env=env)
+
     def run(self, cmd, user=None, check=True, timeout=60.0, input=None, env=None):
         """Run cmd inside the container and return a CompletedProcess (text stdout/stderr).
 
@@ -74,10 +90,10 @@ class Testbed:
         """
         if isinstance(cmd, str):
             cmd = ["sh", "-c", cmd]
-        argv = tb.nsenter_argv(self.leader, cmd, user=user, env=env)
+        argv = self.argv(cmd, user=user, env=env)
         # Its own process group: nsenter forks into the container's pid
         # namespace, so killing nsenter alone on timeout would leave the
-        # command running inside.
+        # command running inside (and in local mode, runuser's child).
         proc = subprocess.Popen(
             argv,
             stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
@@ -147,6 +163,59 @@ class Testbed:
             raise TimeoutError(f"{e}{detail}") from None
 
 
+class LocalTestbed(Testbed):
+    """This machine itself, booted with systemd and randomd installed (RANDOMD_TESTBED=local).
+
+    The same interface as the container: commands run directly, as root or
+    as `user` (runuser), in the same clean environment. `root` is /, `leader`
+    is 1, `name` the host name; `packages` are apt package names (or .deb
+    paths) to reinstall randomd with after a purge.
+    """
+
+    def __init__(self, packages):
+        self.name = socket.gethostname()
+        self.root = Path("/")
+        self.leader = 1
+        self.packages = packages
+
+    def argv(self, cmd, user=None, env=None):
+        argv = ["env", "-i", *(f"{k}={v}" for k, v in {**tb.CONTAINER_ENV, **(env or {})}.items())]
+        if user is not None:
+            argv += ["runuser", "-u", user, "--"]
+        return argv + list(cmd)
+
+
+def _local_problem():
+    """Why this machine cannot be the test bed in local mode, or None."""
+    if os.geteuid() != 0:
+        return "RANDOMD_TESTBED=local needs root"
+    if not Path("/run/systemd/system").is_dir():
+        return "RANDOMD_TESTBED=local needs a machine booted with systemd (PID 1)"
+    for tool in ("runuser", "useradd", "systemctl", "busctl", "journalctl"):
+        if shutil.which(tool, path=tb.CONTAINER_ENV["PATH"]) is None:
+            return f"RANDOMD_TESTBED=local: {tool} is missing"
+    return None
+
+
+def _local_testbed():
+    """The session's LocalTestbed; creates the test user, and removes it again if it did."""
+    problem = _local_problem()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    packages = os.environ.get("RANDOMD_TESTBED_PACKAGES", "randomd").split()
+    bed = LocalTestbed(packages)
+    created = bed.run(["id", "-u", bed.user], check=False).returncode != 0
+    if created:
+        bed.run(["useradd", "--create-home", "--shell", "/bin/bash", bed.user])
+    try:
+        yield bed
+    finally:
+        if created:
+            # Its processes first (systemd-run units of a failed test).
+            bed.run(["pkill", "-KILL", "-u", bed.user], check=False)
+            bed.run(["userdel", "--remove", bed.user], check=False)
+
+
 def _debs_to_install():
     """The .debs to install, from RANDOMD_DEB_DIR; fail when there are none."""
     setting = os.environ.get("RANDOMD_DEB_DIR", "build/deb")
@@ -170,7 +239,16 @@ def _interrupt_on_sigterm(_signum, _frame):
 
 @pytest.fixture(scope="session")
 def testbed():
-    """One container for the whole session, always torn down at the end."""
+    """One container for the whole session, always torn down at the end.
+
+    With RANDOMD_TESTBED=local, this machine instead (see LocalTestbed).
+    """
+    mode = os.environ.get("RANDOMD_TESTBED", "container")
+    if mode == "local":
+        yield from _local_testbed()
+        return
+    if mode != "container":
+        pytest.fail(f"RANDOMD_TESTBED must be 'container' or 'local', not {mode!r}", pytrace=False)
     problem = tb.host_problem()
     if problem:  # fail, not skip: a bed that cannot run must not pass as green
         pytest.fail(problem, pytrace=False)
