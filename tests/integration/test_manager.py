@@ -86,7 +86,8 @@ async def test_root_sets_slow_bit_interval_and_it_is_announced(start_randomd):
     recorder = SignalRecorder(bus)
     await add_match(bus, f"type='signal',sender='{api.BUS_NAME}',member='PropertiesChanged'")
     await set_property(bus, "SlowBitInterval", "d", 1.5)
-    changed = await recorder.wait_for(lambda m: "SlowBitInterval" in m.body[1])
+    changed = await recorder.wait_for(lambda m: m.member == "PropertiesChanged"
+                                      and "SlowBitInterval" in m.body[1])
     assert changed.path == api.MANAGER_PATH and changed.body[1]["SlowBitInterval"].value == 1.5
     assert await get_property(bus, "SlowBitInterval") == 1.5
     bus.disconnect()
