@@ -111,7 +111,8 @@ async def test_active_jobs_and_jobs_started_are_announced(bus):
     recorder = SignalRecorder(bus)
     await add_match(bus, f"type='signal',member='PropertiesChanged',path='{api.MANAGER_PATH}'")
     await slow(bus, 4)
-    changed = await recorder.wait_for(lambda m: m.member == "PropertiesChanged" and "ActiveJobs" in m.body[1])
+    changed = await recorder.wait_for(lambda m: m.member == "PropertiesChanged"
+                                      and "ActiveJobs" in m.body[1])
     assert changed.body[1]["ActiveJobs"].value == 1 and changed.body[1]["JobsStarted"].value == 1
 
 
