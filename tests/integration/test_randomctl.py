@@ -2,10 +2,14 @@
 
 Each daemon-backed test runs on both bus libraries (randomd's and
 randomctl's alike), as root and as the unprivileged user randomd-test.  The
-bus of this module also runs python-dbusmock's polkitd, which grants
-org.randomd.Random1.slow only (as the shipped defaults do for everyone
-without an admin password), so randomd-test can start jobs and is refused
-the administrative actions.
+bus of this module also runs a real polkitd (tests/polkit_harness.py) with
+the project's actions file and no rules.  With no logind session every
+subject is judged by the allow_any defaults: org.randomd.Random1.slow is
+granted, configure and manage-jobs need an administrator's password, which
+no one here can give (there is no authentication agent).  So randomd-test
+can start jobs and is refused the administrative actions: a call that
+allows no prompt gets InteractiveAuthorizationRequired, an interactive one
+AccessDenied.  Root is never checked.
 """
 
 from __future__ import annotations
@@ -20,27 +24,18 @@ import shutil
 import signal
 import subprocess
 import time
-from pathlib import Path
 from typing import Iterator, Sequence
 
 import pytest
 
 import harness
+from polkit_harness import Polkitd, policy_bus
 from randomd import __version__, api
 
 USER = harness.TEST_USER
 STATUS = {"ok": 0, "failure": 1, "usage": 2, "not_authorized": 4, "unavailable": 69,
           "interrupted": 130}
 INTERVAL = 0.02  # SlowBitInterval of this module's randomd
-POLKIT = "org.freedesktop.PolicyKit1"
-POLKIT_PATH = "/org/freedesktop/PolicyKit1/Authority"
-MOCK_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy user="root"><allow own="org.freedesktop.PolicyKit1"/></policy>
-  <policy context="default"><allow send_destination="org.freedesktop.PolicyKit1"/></policy>
-</busconfig>
-"""
 MAN_PAGES = ("randomctl.1", "randomd.8", "randomd.conf.5")
 COMMANDS = ("quick", "bytes", "slow", "jobs", "show", "wait", "cancel", "cancel-all", "status",
             "monitor", "set-interval")
@@ -48,46 +43,21 @@ COMMANDS = ("quick", "bytes", "slow", "jobs", "show", "wait", "cancel", "cancel-
 
 # -- fixtures ------------------------------------------------------------------
 
-class MockPolkit:
-    """python-dbusmock's polkitd template on a bus; it logs every check."""
-
-    def __init__(self, bus: harness.SystemBus) -> None:
-        self.log = bus.dir / "polkit.log"
-        self.process = subprocess.Popen(
-            [harness.PYTHON, "-m", "dbusmock", "--system", "--template", "polkitd",
-             "--logfile", str(self.log)], env=bus.env(), stdout=subprocess.DEVNULL)
-        harness.wait_for(lambda: harness.busctl(bus, "status", POLKIT).returncode == 0,
-                         what="the mock polkitd")
-        harness.busctl(bus, "call", POLKIT, POLKIT_PATH, "org.freedesktop.DBus.Mock",
-                       "SetAllowed", "as", "1", api.ACTION_SLOW, check=True)
-
-    def last_check_flags(self, action: str) -> int:
-        """The flags of the last CheckAuthorization of *action* (1: interaction allowed)."""
-        checks = re.findall(rf'CheckAuthorization .* "{re.escape(action)}" \{{\}} (\d+) ',
-                            self.log.read_text())
-        assert checks, f"polkit was never asked about {action}"
-        return int(checks[-1])
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(harness.TIMEOUT)
-
-
 @pytest.fixture(scope="module")
-def policy_dir(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("mock-polkit-policy")
-    (path / "mock-polkit.conf").write_text(MOCK_POLICY)
-    return path
+def system_bus(users):
+    """This module's bus: the shipped policy and a real polkitd with the shipped actions.
 
-
-@pytest.fixture(scope="module")
-def system_bus(users, policy_dir):
-    """This module's bus: the shipped policy, plus a mock polkitd that grants 'slow'."""
-    bus = harness.SystemBus(includedirs=[policy_dir])
-    bus.polkit = MockPolkit(bus)
-    yield bus
-    bus.polkit.stop()
-    bus.stop()
+    No test here authenticates, so nothing is remembered from one test to
+    the next and one polkitd serves the whole module.
+    """
+    bus = policy_bus()
+    polkitd = Polkitd(bus)
+    try:
+        polkitd.start()
+        yield bus
+    finally:
+        polkitd.close()
+        bus.stop()
 
 
 @pytest.fixture(scope="module")
@@ -398,17 +368,23 @@ def test_slow_fails_when_randomd_shuts_down(fresh_ctl, background):
     assert json.loads(stdout)["error"]["dbus_error"] == api.ERROR_PREFIX + "ShuttingDown"
 
 
-def test_interactive_authorization_is_allowed_on_a_terminal(ctl, system_bus, background):
-    status, text = on_terminal(ctl, "slow", "1", user=USER, background=background)
-    assert status == STATUS["ok"], text
-    assert system_bus.polkit.last_check_flags(api.ACTION_SLOW) == 1
+def test_interactive_authorization_is_allowed_on_a_terminal(ctl, background):
+    """The flag is seen in polkitd's answer: allowed to prompt, with no agent to
+    prompt through, it refuses (AccessDenied) rather than asking for interaction."""
+    status, text = on_terminal(ctl, "set-interval", "1", user=USER, background=background)
+    assert status == STATUS["not_authorized"], text
+    assert text.strip().startswith(f"randomctl: Not authorized for {api.ACTION_CONFIGURE}"), text
+    assert "Authentication is required" not in text  # not the non-interactive refusal
 
 
-def test_no_ask_password_clears_the_interactive_flag(ctl, system_bus, background):
-    status, text = on_terminal(ctl, "--no-ask-password", "slow", "1", user=USER,
+def test_no_ask_password_clears_the_interactive_flag(ctl, background):
+    """Without the flag polkitd's challenge comes back as InteractiveAuthorizationRequired."""
+    status, text = on_terminal(ctl, "--no-ask-password", "set-interval", "1", user=USER,
                                background=background)
-    assert status == STATUS["ok"], text
-    assert system_bus.polkit.last_check_flags(api.ACTION_SLOW) == 0
+    assert status == STATUS["not_authorized"], text
+    assert text.strip().startswith(
+        f"randomctl: Authentication is required for {api.ACTION_CONFIGURE}; "
+        "run randomctl from a terminal without --no-ask-password"), text
 
 
 # -- jobs, show, wait, cancel --------------------------------------------------
@@ -465,7 +441,7 @@ def test_wait_for_another_users_job_is_not_authorized(ctl):
     job = json.loads(ctl("--json", "slow", "2").stdout)["job"]
     result = ctl("wait", job, user=USER)
     assert result.returncode == STATUS["not_authorized"]
-    one_line_error(result, api.ACTION_MANAGE_JOBS)
+    one_line_error(result, "Authentication is required", api.ACTION_MANAGE_JOBS, "as root")
 
 
 def test_cancel_of_another_users_job_is_not_authorized(ctl, system_bus, background):
@@ -473,7 +449,7 @@ def test_cancel_of_another_users_job_is_not_authorized(ctl, system_bus, backgrou
     path = running_job(system_bus)
     result = ctl("cancel", path, user=USER)
     assert result.returncode == STATUS["not_authorized"]
-    one_line_error(result, api.ACTION_MANAGE_JOBS)
+    one_line_error(result, "Authentication is required", api.ACTION_MANAGE_JOBS, "as root")
     assert job_state(system_bus, path) == "running"
 
 
@@ -495,10 +471,13 @@ def test_cancel_all_cancels_every_running_job(ctl, system_bus, background):
     harness.wait_for(lambda: job_state(system_bus, path) == "cancelled", what="cancelled")
 
 
-def test_cancel_all_as_unprivileged_user_is_not_authorized(ctl):
+def test_cancel_all_as_unprivileged_user_is_not_authorized(ctl, system_bus, background):
+    background.append(ctl.start("slow", "200"))
+    path = running_job(system_bus)
     result = ctl("cancel-all", user=USER)
     assert result.returncode == STATUS["not_authorized"]
-    one_line_error(result, api.ACTION_MANAGE_JOBS)
+    one_line_error(result, "Authentication is required", api.ACTION_MANAGE_JOBS, "as root")
+    assert job_state(system_bus, path) == "running"
 
 
 # -- status, monitor, set-interval ---------------------------------------------
@@ -552,7 +531,8 @@ def test_set_interval_changes_slow_bit_interval(fresh_ctl):
 def test_set_interval_as_unprivileged_user_is_not_authorized(ctl):
     result = ctl("set-interval", "1", user=USER)
     assert result.returncode == STATUS["not_authorized"]
-    one_line_error(result, api.ACTION_CONFIGURE)
+    one_line_error(result, "Authentication is required", api.ACTION_CONFIGURE, "as root")
+    assert json.loads(ctl("--json", "status").stdout)["slow_bit_interval"] == INTERVAL
 
 
 def test_set_interval_out_of_range_fails(ctl):
