@@ -13,10 +13,14 @@ order; connect() installs FifoWriter instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
+import sys
 from collections import deque
+from collections.abc import Iterator
+from itertools import islice
 from typing import Any
 
 __all__ = [
@@ -35,11 +39,32 @@ def _import_library() -> tuple[str, Any, Any]:
         if name not in _PREFERENCE:
             raise ImportError(f"RANDOMD_BUS_LIBRARY must be one of {', '.join(_PREFERENCE)}, not {name!r}")
         try:
-            return name, importlib.import_module(name), importlib.import_module(name + ".aio")
+            with _without_gi():
+                return name, importlib.import_module(name), importlib.import_module(name + ".aio")
         except ImportError:
             if forced:
                 raise
     raise ImportError("randomd needs python3-dbus-fast or python3-dbus-next")
+
+
+@contextlib.contextmanager
+def _without_gi() -> Iterator[None]:
+    """Keep PyGObject out while a library loads, unless something loaded it already.
+
+    Both libraries import their GLib integration from their __init__, and it
+    imports gi if it can (a sixth of randomd's start-up and 2 MiB); without
+    gi, it just stays unusable.  randomd uses asyncio alone.  gi can still
+    be imported afterwards, by whoever needs it.
+    """
+    if "gi" in sys.modules:
+        yield
+        return
+    sys.modules["gi"] = None  # type: ignore[assignment]  # "import gi" raises ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("gi", False) is None:
+            del sys.modules["gi"]
 
 
 LIBRARY, _lib, _aio = _import_library()
@@ -54,6 +79,13 @@ RequestNameReply = _lib.RequestNameReply
 Variant = _lib.Variant
 DBusError = _lib.DBusError
 MessageBus = _aio.MessageBus
+if LIBRARY == "dbus_fast":
+    # dbus-fast 1.84 looks a message's flags up in a table of single flags:
+    # a call with two (busctl --expect-reply=no sends 5), or with a bit D-Bus
+    # does not define yet, raises KeyError in its reader, which drops the
+    # connection (dbus-fast issue 239, fixed upstream by PR 241).
+    importlib.import_module("dbus_fast.constants").MESSAGE_FLAG_MAP.update(
+        {value: MessageFlag(value) for value in range(256)})
 _signature = importlib.import_module(LIBRARY + ".signature")
 # dbus-fast's compiled marshaller can emit a corrupt message for a body that
 # does not match its signature (the bus then drops the connection): verify first.
@@ -62,6 +94,8 @@ signature_tree = getattr(_signature, "get_signature_tree", None) or _signature.S
 # dbus-daemon allows 128 calls awaiting a reply per connection; keep our own
 # outgoing calls (polkit, GetConnectionUnixUser) well below that.
 MAX_PENDING_CALLS = 64
+# At most this many messages per sendmsg(2) (the kernel takes up to 1024 buffers).
+_MAX_BUFFERS = 256
 
 
 class FifoWriter:
@@ -70,6 +104,14 @@ class FifoWriter:
     It stands in for the library's ``_MessageWriter`` (same two entry points,
     ``buffer_message`` and ``schedule_write``).  Messages leave in the order
     they were queued; EAGAIN keeps them queued until the socket is writable.
+
+    Several queued messages leave in one sendmsg(2).  randomd's own replies
+    and signals go through post(): while the bus's incoming messages are
+    being read (hold/release, around the library's reader) they wait for the
+    end of that read, otherwise for the end of the current turn of the event
+    loop, so that a burst of replies or signals costs one system call, not
+    one each.  schedule_write (the library's sends) writes at once, after
+    whatever was posted before it.
     """
 
     def __init__(self, bus: Any) -> None:
@@ -77,14 +119,16 @@ class FifoWriter:
         self._sock = bus._sock
         self._fd = bus._fd
         self._loop = bus._loop
-        self._queue: deque[tuple[memoryview, asyncio.Future | None]] = deque()
-        self._offset = 0
+        self._queue: deque[tuple[bytes, asyncio.Future | None]] = deque()
+        self._offset = 0  # bytes of the first queued message already sent
         self._polling = False
+        self._held = 0
+        self._flush_due = False
 
     def buffer_message(self, msg: Any, future: asyncio.Future | None = None) -> None:
         if msg.unix_fds:
             raise ValueError("randomd does not pass file descriptors")
-        self._queue.append((memoryview(msg._marshall(False)), future))
+        self._queue.append((msg._marshall(False), future))
 
     def schedule_write(self, msg: Any = None, future: asyncio.Future | None = None) -> None:
         if msg is not None:
@@ -94,12 +138,38 @@ class FifoWriter:
             self.buffer_message(msg, future)
         # Until Hello is answered the library writes directly; then it calls
         # us once with no message to start the queue.
-        if self._bus.unique_name and not self._polling:
+        if self._bus.unique_name and not self._polling and not self._held:
+            self._write()
+
+    def post(self, msg: Any) -> None:
+        """Queue one of randomd's own messages; it leaves soon, in order, with others."""
+        if self._bus._disconnected:
+            log.debug("not sent, the bus connection is closed: %s", msg.member or msg.message_type)
+            return
+        if not msg.serial:
+            msg.serial = self._bus.next_serial()
+        self.buffer_message(msg)
+        if not self._held and not self._flush_due:
+            self._flush_due = True
+            self._loop.call_soon(self._flush)
+
+    def hold(self) -> None:
+        """Keep posted messages queued until release() (the library reads a burst)."""
+        self._held += 1
+
+    def release(self) -> None:
+        self._held -= 1
+        if not self._held and self._queue and not self._polling and self._bus.unique_name:
             self._write()
 
     def pending(self) -> int:
         """How many messages wait for the socket."""
         return len(self._queue)
+
+    @property
+    def congested(self) -> bool:
+        """True while the bus does not keep up: the socket is full and messages wait."""
+        return self._polling
 
     async def drain(self) -> None:
         """Return once every message queued so far has been written."""
@@ -110,24 +180,47 @@ class FifoWriter:
                 self._queue[-1] = (self._queue[-1][0], last)
             await asyncio.shield(last)
 
+    def _flush(self) -> None:
+        self._flush_due = False
+        if self._queue and not self._polling and not self._held and self._bus.unique_name:
+            self._write()
+
     def _write(self) -> None:
+        queue = self._queue
         try:
-            while self._queue:
-                buf, future = self._queue[0]
-                self._offset += self._sock.send(buf[self._offset:])
-                if self._offset < len(buf):
-                    break
-                self._queue.popleft()
-                self._offset = 0
-                if future is not None and not future.done():
-                    future.set_result(None)
+            while queue:
+                if len(queue) == 1:
+                    buffers = [queue[0][0]]
+                else:
+                    buffers = [entry[0] for entry in islice(queue, _MAX_BUFFERS)]
+                if self._offset:
+                    buffers[0] = memoryview(buffers[0])[self._offset:]
+                sent = self._sock.sendmsg(buffers)
+                complete = sent == sum(map(len, buffers))
+                self._consume(sent)
+                if not complete:
+                    break  # the socket is full
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as error:
             self._fail_all(error)
             self._bus._finalize(error)
             return
-        self._poll(bool(self._queue))
+        self._poll(bool(queue))
+
+    def _consume(self, sent: int) -> None:
+        """Drop the messages the last *sent* bytes completed; resolve their futures."""
+        queue = self._queue
+        sent += self._offset
+        while queue:
+            size = len(queue[0][0])
+            if sent < size:
+                break
+            sent -= size
+            future = queue.popleft()[1]
+            if future is not None and not future.done():
+                future.set_result(None)
+        self._offset = sent
 
     def _poll(self, wanted: bool) -> None:
         if wanted and not self._polling:
@@ -139,6 +232,7 @@ class FifoWriter:
 
     def _fail_all(self, error: Exception) -> None:
         self._polling = False
+        self._offset = 0
         while self._queue:
             _fail(self._queue.popleft()[1], error)
 
@@ -159,6 +253,59 @@ class Bus(MessageBus):
     @property
     def writer(self) -> FifoWriter:
         return self._writer
+
+    def _create_unmarshaller(self) -> Any:
+        # dbus-next's Unmarshaller holds bound methods of itself (a cycle):
+        # the last message's buffer and body would wait for the cyclic
+        # garbage collector, and a client sending large messages could grow
+        # randomd by tens of MiB each.  Break the cycle of the one just used.
+        readers = getattr(getattr(self, "_unmarshaller", None), "readers", None)
+        if isinstance(readers, dict):
+            readers.clear()
+        return super()._create_unmarshaller()
+
+    def post(self, msg: Any) -> None:
+        """Send a reply or a signal: like send(), without a future, in a batch."""
+        self._writer.post(msg)
+
+    async def connect(self) -> Bus:
+        # The library adds its message reader to the event loop while it
+        # connects: wrap that reader so that what is posted while it reads a
+        # burst of messages leaves in one write at its end.
+        loop = self._loop
+        self._loop = _ReaderHook(loop, self)
+        try:
+            return await super().connect()
+        finally:
+            self._loop = loop
+
+    def _wrap_reader(self, reader: Any) -> Any:
+        writer = self._writer
+
+        def read() -> None:
+            writer.hold()
+            try:
+                reader()
+            finally:
+                writer.release()
+
+        return read
+
+
+class _ReaderHook:
+    """The event loop as the library sees it while it connects: add_reader wraps."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, bus: Bus) -> None:
+        self._real_loop = loop
+        self._bus = bus
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real_loop, name)
+
+    def add_reader(self, fd: int, callback: Any, *args: Any) -> Any:
+        if fd == self._bus._fd and not args:
+            callback = self._bus._wrap_reader(callback)
+        return self._real_loop.add_reader(fd, callback, *args)
 
 
 async def connect(address: str | None = None, system: bool = True) -> Bus:

@@ -6,12 +6,13 @@ or the name cannot be owned, 78 (EX_CONFIG) for a bad configuration file.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import signal
 import sys
+import types
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__, api, config as configuration, logs, notify
 from .bus import Bus, DBusError, NameFlag, RequestNameReply, connect
@@ -24,13 +25,60 @@ from .manager import Manager
 from .polkit import Authority
 from .service import ObjectTree
 
+if TYPE_CHECKING:
+    import argparse
+
 log = logging.getLogger("randomd")
 
 EX_CONFIG = 78
 STATUS_INTERVAL = 0.2
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+# The options _parse_usual reads: those with a value, and the bus choices.
+_VALUED = {"--address": "address", "--config": "config", "--log-level": "log_level"}
+_WHERE = {"--system": "system", "--session": "session"}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace | types.SimpleNamespace:
+    """The command line.  The usual options are read without argparse (its
+    import is a few per cent of randomd's start-up); anything else, --help
+    and every mistake go to argparse, which answers them as it always did."""
+    usual = _parse_usual(sys.argv[1:] if argv is None else argv)
+    return usual if usual is not None else _parse_with_argparse(argv)
+
+
+def _parse_usual(argv: list[str]) -> types.SimpleNamespace | None:
+    """What argparse would return for *argv*, if it is made of the usual
+    options, each at most once and spelled out; else None."""
+    values: dict = {"bus": None, "address": None, "config": configuration.DEFAULT_PATH,
+                    "log_level": None}
+    seen: set[str] = set()
+    tokens = iter(argv)
+    for token in tokens:
+        if token in seen:
+            return None
+        seen.add(token)
+        if token in _WHERE:
+            values["bus"] = _WHERE[token]
+        elif token in _VALUED:
+            value = next(tokens, None)
+            if value is None or value.startswith("-"):
+                return None
+            values[_VALUED[token]] = value
+        else:
+            return None
+    if len(seen & {"--system", "--session", "--address"}) > 1:  # mutually exclusive
+        return None
+    if values["log_level"] is not None and values["log_level"] not in configuration.LOG_LEVELS:
+        return None
+    if "--config" in seen:
+        values["config"] = Path(values["config"])
+    return types.SimpleNamespace(**values)
+
+
+def _parse_with_argparse(argv: list[str] | None) -> argparse.Namespace:
+    import argparse
+
     parser = argparse.ArgumentParser(
         prog="randomd", description="Serve random numbers on the D-Bus system bus.")
     where = parser.add_mutually_exclusive_group()
@@ -81,6 +129,7 @@ class Daemon:
         notify.ready(self._status())
         log.info("randomd %s serving %s on %s", __version__, api.BUS_NAME, bus.unique_name)
         if await self._wait_until_done(bus):
+            await self._jobs.shutdown()  # nobody can hear of them now: end them quietly
             return 1
         await self._shutdown(bus)
         return 0
@@ -128,8 +177,9 @@ class Daemon:
         if not disconnected.done():
             disconnected.cancel()
             return False
+        error = disconnected.exception()
         log.error("lost the connection to the bus: %s",
-                  disconnected.exception() or "closed by the bus")
+                  (str(error) or type(error).__name__) if error else "closed by the bus")
         return True
 
     async def _idle_exit(self) -> None:
@@ -150,6 +200,7 @@ class Daemon:
         log.info("shutting down")
         await self._jobs.shutdown()
         await self._tree.cancel_calls()
+        self._manager.flush_announcements()
         await bus.writer.drain()
         try:
             await asyncio.wait_for(bus.release_name(api.BUS_NAME), 5)

@@ -24,6 +24,12 @@ log = logging.getLogger("randomd.jobs")
 
 # API.md: progress changes are coalesced to at most about ten a second per job.
 PROGRESS_INTERVAL = 0.1
+# Jobs whose progress waits are announced together, by one timer that fires
+# at most this often (however many jobs run).  While the bus does not keep up
+# with what randomd sends, progress waits (a job's end still announces its
+# final progress): each PropertiesChanged is a broadcast, which the bus copies
+# to every listener.
+PROGRESS_TICK = 0.02
 
 
 class JobObject(Interface, name=api.JOB_INTERFACE):
@@ -104,14 +110,18 @@ class JobPublisher:
         self._callers = callers
         self._on_change = on_change
         self._objects: dict[int, JobObject] = {}
+        # When each running job last announced progress (at first: when it started).
         self._last_progress: dict[int, float] = {}
-        self._pending: dict[int, asyncio.TimerHandle] = {}
+        # Running jobs whose progress is not announced yet, and the timer for them.
+        self._pending: dict[int, Job] = {}
+        self._tick: asyncio.TimerHandle | None = None
         self.jobs: JobManager  # set by the daemon once both exist
         self.authority: Authority
 
     def job_started(self, job: Job) -> None:
         obj = JobObject(job, self.jobs, self._callers, self.authority)
         self._objects[job.id] = obj
+        self._last_progress[job.id] = asyncio.get_running_loop().time()
         self._tree.export(api.job_path(job.id), obj)
         self._on_change()
 
@@ -119,20 +129,45 @@ class JobPublisher:
         if job.id in self._pending:
             return
         loop = asyncio.get_running_loop()
+        now = loop.time()
         due = self._last_progress.get(job.id, 0.0) + PROGRESS_INTERVAL
-        self._pending[job.id] = loop.call_at(max(due, loop.time()), self._flush_progress, job.id)
+        if now >= due and not self._tree.congested():
+            self._announce_progress(job.id, now)
+            return
+        self._pending[job.id] = job
+        if self._tick is None:
+            self._tick = loop.call_at(max(due, now + PROGRESS_TICK), self._on_tick)
 
-    def _flush_progress(self, job_id: int) -> None:
-        self._pending.pop(job_id, None)
+    def _on_tick(self) -> None:
+        """Announce the progress of every job that waited long enough; wait for the rest."""
+        self._tick = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._tree.congested():
+            self._tick = loop.call_at(now + PROGRESS_INTERVAL, self._on_tick)
+            return
+        next_due = None
+        for job_id in list(self._pending):
+            due = self._last_progress.get(job_id, 0.0) + PROGRESS_INTERVAL
+            if now >= due:
+                del self._pending[job_id]
+                self._announce_progress(job_id, now)
+            elif next_due is None or due < next_due:
+                next_due = due
+        if next_due is not None:
+            self._tick = loop.call_at(max(next_due, now + PROGRESS_TICK), self._on_tick)
+
+    def _announce_progress(self, job_id: int, now: float) -> None:
         obj = self._objects.get(job_id)
         if obj is not None:
-            self._last_progress[job_id] = asyncio.get_running_loop().time()
+            self._last_progress[job_id] = now
             self._tree.properties_changed(api.job_path(job_id), obj, ["BitsDone", "Progress"])
 
     def job_finished(self, job: Job) -> None:
-        pending = self._pending.pop(job.id, None)
-        if pending is not None:
-            pending.cancel()
+        self._pending.pop(job.id, None)
+        if not self._pending and self._tick is not None:
+            self._tick.cancel()
+            self._tick = None
         self._last_progress.pop(job.id, None)
         path = api.job_path(job.id)
         obj = self._objects[job.id]
@@ -147,6 +182,8 @@ class JobPublisher:
         self._on_change()
 
     def job_removed(self, job: Job) -> None:
+        self._pending.pop(job.id, None)
+        self._last_progress.pop(job.id, None)
         self._objects.pop(job.id, None)
         self._tree.unexport(api.job_path(job.id))
 

@@ -20,7 +20,7 @@ import functools
 import logging
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -32,6 +32,13 @@ from .limits import check_range
 from .randomness import random_bit
 
 log = logging.getLogger("randomd.jobs")
+
+# Finished jobs wait for their ResultTTL, but a uid keeps at most this many
+# times MaxJobsPerUser of them, and randomd this many times MaxJobs: enough
+# for a client that collects its results between rounds of jobs, and a bound
+# on the table (and on the GetManagedObjects reply, which must stay far below
+# the bus's message size limit) however fast a client starts and cancels jobs.
+RESULTS_PER_JOB_SLOT = 4
 
 
 class JobState(enum.StrEnum):
@@ -108,6 +115,8 @@ class _Run:
     # Set when the owner left the bus: nobody is left to collect the result.
     remove_when_finished: bool = False
     deadline: asyncio.TimerHandle | None = None
+    # Once finished: the timer that removes it after ResultTTL.
+    expiry: asyncio.TimerHandle | None = None
     # The number while it is being built and before the job is declared
     # completed: not returned by the task, so that it is never in a task's repr.
     number: int = field(default=0, repr=False)
@@ -125,6 +134,10 @@ class JobManager:
         self._last_id = 0
         self._active = 0
         self._active_by_uid: Counter[int] = Counter()
+        # Finished jobs waiting for their ResultTTL, oldest first (see
+        # RESULTS_PER_JOB_SLOT).
+        self._retained: dict[int, _Run] = {}
+        self._retained_by_uid: dict[int, deque[_Run]] = {}
         self._shutting_down = False
 
     # Starting and looking up
@@ -311,10 +324,27 @@ class JobManager:
         ttl = self.config.result_ttl
         if run.remove_when_finished or ttl <= 0:
             self._remove(run)
-        else:
-            asyncio.get_running_loop().call_later(ttl, self._remove, run)
+            return
+        run.expiry = asyncio.get_running_loop().call_later(ttl, self._remove, run)
+        uid = run.job.owner_uid
+        self._retained[run.job.id] = run
+        mine = self._retained_by_uid.setdefault(uid, deque())
+        mine.append(run)
+        # Past a limit, the oldest results leave before their ResultTTL.
+        while len(mine) > RESULTS_PER_JOB_SLOT * self.config.max_jobs_per_user:
+            self._remove(mine[0])
+        while len(self._retained) > RESULTS_PER_JOB_SLOT * self.config.max_jobs:
+            self._remove(next(iter(self._retained.values())))
 
     def _remove(self, run: _Run) -> None:
+        if run.expiry is not None:
+            run.expiry.cancel()
+            run.expiry = None
+        if self._retained.pop(run.job.id, None) is run:
+            mine = self._retained_by_uid[run.job.owner_uid]
+            mine.remove(run)
+            if not mine:
+                del self._retained_by_uid[run.job.owner_uid]
         if self._runs.pop(run.job.id, None) is run:
             self._notify("job_removed", run.job)
 

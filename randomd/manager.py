@@ -6,6 +6,7 @@ announce (PropertiesChanged), reply.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import TYPE_CHECKING
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("randomd.manager")
 
+# ActiveJobs and JobsStarted are announced at most this often: a burst of
+# jobs starting or ending is one PropertiesChanged per interval (a broadcast,
+# which the bus copies to every listener), with the latest values.
+JOBS_ANNOUNCE_INTERVAL = 0.1
+
 
 class Manager(Interface, name=api.MANAGER_INTERFACE):
     """org.randomd.Random1 on /org/randomd/Random1."""
@@ -32,13 +38,16 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
         self._jobs = jobs
         self._authority = authority
         self.slow_bit_interval = config.slow_bit_interval
+        self._jobs_announced = -JOBS_ANNOUNCE_INTERVAL  # loop time of the last announcement
+        self._jobs_announcement: asyncio.TimerHandle | None = None
 
     # -- methods -------------------------------------------------------
 
     @method("u", "s", ("number",))
     def Quick(self, call: Call, bits: int) -> str:
-        limits.check_range("bits", bits, 1, self._config.max_quick_bits, "MaxQuickBits")
-        return str(randomness.random_integer(bits))
+        if not 1 <= bits <= self._config.max_quick_bits:
+            limits.check_range("bits", bits, 1, self._config.max_quick_bits, "MaxQuickBits")
+        return str(_random_integer(bits))
 
     @method("u", "ay", ("data",))
     def Bytes(self, call: Call, count: int) -> bytes:
@@ -126,5 +135,30 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
             self._tree.properties_changed(api.MANAGER_PATH, self, changed)
 
     def jobs_changed(self) -> None:
-        """Announce ActiveJobs and JobsStarted after a job starts or ends."""
+        """Announce ActiveJobs and JobsStarted after a job starts or ends.
+
+        At once when the last announcement is older than JOBS_ANNOUNCE_INTERVAL,
+        else once that interval has passed (with the values of that time).
+        """
+        if self._jobs_announcement is not None:
+            return
+        loop = asyncio.get_running_loop()
+        due = self._jobs_announced + JOBS_ANNOUNCE_INTERVAL
+        if loop.time() >= due:
+            self._announce_jobs()
+        else:
+            self._jobs_announcement = loop.call_at(due, self._announce_jobs)
+
+    def flush_announcements(self) -> None:
+        """Send a waiting announcement now (before the daemon leaves the bus)."""
+        if self._jobs_announcement is not None:
+            self._jobs_announcement.cancel()
+            self._announce_jobs()
+
+    def _announce_jobs(self) -> None:
+        self._jobs_announcement = None
+        self._jobs_announced = asyncio.get_running_loop().time()
         self._tree.properties_changed(api.MANAGER_PATH, self, ["ActiveJobs", "JobsStarted"])
+
+
+_random_integer = randomness.random_integer

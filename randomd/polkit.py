@@ -12,6 +12,13 @@ closes a password dialog it may have opened for it.  Nothing about polkitd is
 remembered between checks (every call goes to the well-known name), so a
 restarted polkitd serves the next check.
 
+Checks are shared out fairly: a check keeps its place among randomd's
+outgoing calls (bus.MAX_PENDING_CALLS) until polkitd answers it, even after
+its caller stopped waiting, so that randomd never has more calls awaiting a
+reply than the bus allows; and each uid has at most CHECKS_PER_UID checks in
+flight, its other calls waiting behind them, so that one user flooding
+randomd with calls that need polkit cannot take every place from the others.
+
 RANDOMD_POLKIT_TIMEOUT (seconds) replaces both bounds.  It is for the tests
 only, which cannot wait for a hung authority as long as a person may take to
 type a password; a deployment should never set it.
@@ -20,6 +27,7 @@ type a password; a deployment should never set it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import math
@@ -27,7 +35,7 @@ import os
 from dataclasses import dataclass, field
 
 from . import errors
-from .bus import Bus, DBusError, Message, MessageFlag, Variant, call
+from .bus import Bus, DBusError, Message, MessageFlag, MessageType, Variant
 from .callers import Caller, CallerRegistry
 from .service import Call
 
@@ -42,6 +50,8 @@ _ALLOW_USER_INTERACTION = 1
 NONINTERACTIVE_TIMEOUT = 5.0
 INTERACTIVE_TIMEOUT = 300.0
 TIMEOUT_ENV = "RANDOMD_POLKIT_TIMEOUT"
+# Checks of one uid on the wire at once (of bus.MAX_PENDING_CALLS in all).
+CHECKS_PER_UID = 8
 
 # What the bus says when polkitd is not there, or left before answering.
 _NOT_RUNNING = ("org.freedesktop.DBus.Error.ServiceUnknown",
@@ -79,8 +89,20 @@ class _Pending:
     """One check awaiting polkit's answer."""
 
     cancellation_id: str
+    # The round trip to polkitd, which runs until polkitd answers...
     task: asyncio.Task | None = None
+    # ...and what the caller's handler awaits, which may stop earlier.
+    waiter: asyncio.Future | None = None
+    sent: bool = field(default=False)  # the call is on the wire
     abandoned: bool = field(default=False)  # its caller left the bus
+
+
+@dataclass(eq=False)
+class _Gate:
+    """The checks of one uid: CHECKS_PER_UID at a time."""
+
+    slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CHECKS_PER_UID))
+    users: int = 0
 
 
 class Authority:
@@ -94,6 +116,7 @@ class Authority:
         self._ids = itertools.count(1)
         # Checks on the wire, by caller unique name and cancellation id.
         self._pending: dict[str, dict[str, _Pending]] = {}
+        self._gates: dict[int, _Gate] = {}
         callers.on_gone(self._caller_gone)
 
     async def authorize(self, call_: Call, action: str) -> Caller:
@@ -104,7 +127,7 @@ class Authority:
             return caller
         if caller.gone:
             raise errors.AccessDenied(_abandoned(action))
-        authorized, challenge = await self._check(caller.unique_name, action, call_.interactive)
+        authorized, challenge = await self._check(caller, action, call_.interactive)
         if authorized:
             return caller
         if challenge and not call_.interactive:
@@ -112,20 +135,26 @@ class Authority:
                 f"Authentication is required for {action}; allow interactive authorization.")
         raise errors.AccessDenied(f"Not authorized for {action}.")
 
-    async def _check(self, sender: str, action: str, interactive: bool) -> tuple[bool, bool]:
+    async def _check(self, caller: Caller, action: str,
+                     interactive: bool) -> tuple[bool, bool]:
         """Ask polkit; return (authorized, challenge) or raise AccessDenied."""
+        sender = caller.unique_name
         timeout = self._timeouts.interactive if interactive else self._timeouts.noninteractive
         pending = _Pending(f"randomd-{next(self._ids)}")
         subject = ["system-bus-name", {"name": Variant("s", sender)}]
         flags = _ALLOW_USER_INTERACTION if interactive else 0
         msg = Message(**_AUTHORITY, member="CheckAuthorization", signature="(sa{sv})sa{ss}us",
                       body=[subject, action, {}, flags, pending.cancellation_id])
-        # Its own task, so that _caller_gone can stop the wait for this check alone.
-        pending.task = asyncio.ensure_future(call(self._bus, msg, timeout))
+        # The round trip in a task of its own that runs until polkitd answers;
+        # the handler waits on a shield, which _caller_gone or the bound may stop.
+        pending.task = asyncio.ensure_future(self._round_trip(caller.uid, msg, pending))
+        pending.task.add_done_callback(_consume)
+        pending.waiter = asyncio.shield(pending.task)
         self._pending.setdefault(sender, {})[pending.cancellation_id] = pending
         answered = False
         try:
-            (result,) = await pending.task
+            async with asyncio.timeout(timeout):
+                (result,) = await pending.waiter
             answered = True
         except asyncio.CancelledError:
             if pending.abandoned:
@@ -142,15 +171,45 @@ class Authority:
         finally:
             self._forget(sender, pending)
             if not answered:
-                self._withdraw(pending.cancellation_id)
+                if pending.sent:
+                    self._withdraw(pending.cancellation_id)
+                else:  # still queued: it never reaches polkitd
+                    pending.task.cancel()
         authorized, challenge, _details = result
         return bool(authorized), bool(challenge)
+
+    async def _round_trip(self, uid: int, msg: Message, pending: _Pending) -> list:
+        """Send one check when its uid and randomd have room; its reply body.
+
+        Both places are held until polkitd answers (or the bus says it cannot).
+        """
+        async with self._gate(uid), self._bus.call_slots:
+            pending.sent = True
+            reply = await self._bus.call(msg)
+        if reply.message_type == MessageType.ERROR:
+            text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
+            raise DBusError(reply.error_name, text, reply)
+        return reply.body
+
+    @contextlib.asynccontextmanager
+    async def _gate(self, uid: int):
+        gate = self._gates.get(uid)
+        if gate is None:
+            gate = self._gates[uid] = _Gate()
+        gate.users += 1
+        try:
+            async with gate.slots:
+                yield
+        finally:
+            gate.users -= 1
+            if not gate.users:
+                del self._gates[uid]
 
     def _caller_gone(self, unique_name: str) -> None:
         """Stop waiting for the checks of a caller that left; _check withdraws them."""
         for pending in list(self._pending.get(unique_name, {}).values()):
             pending.abandoned = True
-            pending.task.cancel()
+            pending.waiter.cancel()
 
     def _forget(self, sender: str, pending: _Pending) -> None:
         checks = self._pending.get(sender, {})
@@ -172,9 +231,9 @@ class Authority:
 
 
 def _consume(future: asyncio.Future) -> None:
-    """Retrieve a send's failure: when the bus is gone there is nothing to withdraw."""
+    """Retrieve the failure of a send or of a check nobody waits for any more."""
     if not future.cancelled() and future.exception() is not None:
-        log.debug("cannot withdraw a polkit check: %s", future.exception())
+        log.debug("polkit call ended: %s", future.exception())
 
 
 def _abandoned(action: str) -> str:

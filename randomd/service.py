@@ -17,10 +17,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from dataclasses import dataclass
+import time
 from functools import partial
 from typing import Any, Callable, ClassVar
-from xml.sax.saxutils import quoteattr
 
 from . import errors
 from .bus import Bus, Message, MessageFlag, MessageType, Variant, signature_tree
@@ -33,13 +32,27 @@ _PEER = "org.freedesktop.DBus.Peer"
 _OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
 _NO_REPLY = MessageFlag.NO_REPLY_EXPECTED.value
 _INTERACTIVE = MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION.value
+_METHOD_CALL = MessageType.METHOD_CALL
+_SIGNAL = MessageType.SIGNAL
+_METHOD_RETURN = MessageType.METHOD_RETURN
+_NO_REPLY_FLAGS = MessageFlag.NO_REPLY_EXPECTED
+# Results of these types are never awaitable: no need to ask inspect.
+_PLAIN_TYPES = frozenset({str, int, float, bool, bytes, list, dict, tuple, type(None)})
 
 
-@dataclass(frozen=True, slots=True)
+# Plain classes with __slots__, not dataclasses: a dataclass costs about half a
+# millisecond of start-up to define, and these four are all randomd needs here.
+
 class Call:
     """An incoming method call as a handler sees it: who asks, and how."""
 
-    message: Any
+    __slots__ = ("message",)
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+    def __repr__(self) -> str:
+        return f"Call(message={self.message!r})"
 
     @property
     def sender(self) -> str:
@@ -51,30 +64,47 @@ class Call:
         return bool(int(self.message.flags) & _INTERACTIVE)
 
 
-@dataclass(frozen=True)
 class Method:
-    name: str
-    in_signature: str
-    out_signature: str
-    in_names: tuple[str, ...]
-    out_names: tuple[str, ...]
-    function: Callable[..., Any]
+    """A D-Bus method: its signatures, argument names and the function behind it."""
+
+    __slots__ = ("name", "in_signature", "out_signature", "in_names", "out_names", "function",
+                 "is_async")
+
+    def __init__(self, name: str, in_signature: str, out_signature: str,
+                 in_names: tuple[str, ...], out_names: tuple[str, ...],
+                 function: Callable[..., Any]) -> None:
+        self.name = name
+        self.in_signature = in_signature
+        self.out_signature = out_signature
+        self.in_names = in_names
+        self.out_names = out_names
+        self.function = function
+        self.is_async = inspect.iscoroutinefunction(function)
 
 
-@dataclass(frozen=True)
 class Property:
-    name: str
-    signature: str
-    getter: Callable[[Any], Any]
-    setter: Callable[..., Any] | None = None
-    emits_change: str = "false"  # "true", "false" or "const", as in introspection
+    """A D-Bus property: its signature, getter, setter (if writable) and change signal."""
+
+    __slots__ = ("name", "signature", "getter", "setter", "emits_change")
+
+    def __init__(self, name: str, signature: str, getter: Callable[[Any], Any],
+                 setter: Callable[..., Any] | None = None, emits_change: str = "false") -> None:
+        self.name = name
+        self.signature = signature
+        self.getter = getter
+        self.setter = setter
+        self.emits_change = emits_change  # "true", "false" or "const", as in introspection
 
 
-@dataclass(frozen=True)
 class Signal:
-    name: str
-    signature: str
-    names: tuple[str, ...]
+    """A D-Bus signal: its name, signature and argument names."""
+
+    __slots__ = ("name", "signature", "names")
+
+    def __init__(self, name: str, signature: str, names: tuple[str, ...]) -> None:
+        self.name = name
+        self.signature = signature
+        self.names = names
 
 
 def method(in_signature: str = "", out_signature: str = "", out_names: tuple[str, ...] = ()):
@@ -154,7 +184,7 @@ class ObjectTree:
         self._bus = bus
         self._manager_path = manager_path
         self._no_object = no_object or _unknown_object
-        self.last_call = asyncio.get_running_loop().time()
+        self.last_call = _monotonic()
         self._objects: dict[str, dict[str, Interface]] = {}
         self._tasks: set[asyncio.Task] = set()
         bus.add_message_handler(self._on_message)
@@ -188,15 +218,19 @@ class ObjectTree:
              destination: str | None = None) -> None:
         """Send a signal; with *destination* it is unicast to that name only."""
         # NO_REPLY_EXPECTED: the bus answers nothing when the destination has left.
-        self._bus.send(Message(message_type=MessageType.SIGNAL, path=path, interface=interface,
+        self._bus.post(Message(message_type=_SIGNAL, path=path, interface=interface,
                                member=member, signature=signature, body=body,
-                               destination=destination, flags=MessageFlag.NO_REPLY_EXPECTED))
+                               destination=destination, flags=_NO_REPLY_FLAGS))
 
     def properties_changed(self, path: str, interface: Interface, names: list[str]) -> None:
         """Announce the current values of *names* with PropertiesChanged."""
         changed = {name: interface.get(name) for name in names}
         self.emit(path, _PROPERTIES, "PropertiesChanged", "sa{sv}as",
                   [interface.name, changed, []])
+
+    def congested(self) -> bool:
+        """True while the bus does not keep up with what randomd sends."""
+        return self._bus.writer.congested
 
     async def cancel_calls(self) -> None:
         """Cancel the calls still being handled; each still gets its reply."""
@@ -207,21 +241,36 @@ class ObjectTree:
     # -- dispatch ------------------------------------------------------
 
     def _on_message(self, msg: Any) -> bool:
-        if msg.message_type != MessageType.METHOD_CALL:
+        if msg.message_type is not _METHOD_CALL:
             return False
-        self.last_call = asyncio.get_running_loop().time()
+        self.last_call = _monotonic()  # the clock of loop.time()
+        # The common case first: a method of an exported interface, named
+        # with its interface and called with its signature.  Anything else
+        # takes _route, which also explains what is wrong.
+        interface = self._objects.get(msg.path, _NOTHING).get(msg.interface)
+        method_ = interface.methods.get(msg.member) if interface is not None else None
         try:
-            out_signature, result = self._route(Call(msg))
+            if method_ is not None and msg.signature == method_.in_signature:
+                out_signature = method_.out_signature
+                result = method_.function(interface, Call(msg), *msg.body)
+                if method_.is_async:
+                    self._reply_later(msg, out_signature, result)
+                    return True
+            else:
+                out_signature, result = self._route(Call(msg))
         except Exception as error:  # every failure is answered, by name
             self._reply_error(msg, error)
             return True
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            self._tasks.add(task)
-            task.add_done_callback(partial(self._reply_task, msg, out_signature))
+        if type(result) not in _PLAIN_TYPES and inspect.isawaitable(result):
+            self._reply_later(msg, out_signature, result)
         else:
             self._reply(msg, out_signature, result)
         return True
+
+    def _reply_later(self, msg: Any, out_signature: str, awaitable: Any) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(partial(self._reply_task, msg, out_signature))
 
     def _reply_task(self, msg: Any, out_signature: str, task: asyncio.Task) -> None:
         self._tasks.discard(task)
@@ -237,13 +286,14 @@ class ObjectTree:
             return
         if not out_signature:
             body = []
-        elif len(_complete_types(out_signature)) == 1:
+        elif _is_single_type(out_signature):
             body = [result]
         else:
             body = list(result)
         try:
             signature_tree(out_signature).verify(body)
-            self._bus.send(Message.new_method_return(msg, out_signature, body))
+            self._bus.post(Message(message_type=_METHOD_RETURN, reply_serial=msg.serial,
+                                   destination=msg.sender, signature=out_signature, body=body))
         except Exception as error:  # a handler returned a value of the wrong type
             self._reply_error(msg, error)
 
@@ -255,7 +305,11 @@ class ObjectTree:
                       exc_info=error, extra={"RANDOMD_SENDER": msg.sender})
             error = errors.Failed("Internal error in randomd; its log has the details.")
         if not int(msg.flags) & _NO_REPLY:
-            self._bus.send(Message.new_error(msg, error.dbus_name, str(error)))
+            # ASCII only: the text may quote the caller's own words, and
+            # dbus-fast 1.84 writes a string's length in characters, not
+            # bytes (dbus-fast PR 261): the bus would drop randomd.
+            text = str(error).encode("ascii", "backslashreplace").decode("ascii")
+            self._bus.post(Message.new_error(msg, error.dbus_name, text))
 
     def _route(self, call: Call) -> tuple[str, Any]:
         msg = call.message
@@ -365,6 +419,19 @@ _STANDARD_HANDLERS: dict[tuple[str, str], tuple[Callable[..., Any], str, str]] =
 _STANDARD_INTERFACES = {interface for interface, _ in _STANDARD_HANDLERS}
 
 
+_NOTHING: dict[str, Interface] = {}
+_monotonic = time.monotonic
+_SINGLE_TYPE: dict[str, bool] = {}
+
+
+def _is_single_type(signature: str) -> bool:
+    """Whether *signature* is one complete type (cached: replies ask it every time)."""
+    single = _SINGLE_TYPE.get(signature)
+    if single is None:
+        single = _SINGLE_TYPE[signature] = len(_complete_types(signature)) == 1
+    return single
+
+
 def _unknown_object(path: str) -> errors.RandomdError:
     return errors.UnknownObject(f"No object at path {path}.")
 
@@ -464,6 +531,24 @@ _OBJECT_MANAGER_XML = """\
 
 _DOCTYPE = ('<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"\n'
             '"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">\n')
+
+
+def quoteattr(data: str) -> str:
+    """*data* as a quoted XML attribute value, as xml.sax.saxutils.quoteattr makes it.
+
+    (xml.sax.saxutils imports urllib.request, http.client and email: a tenth
+    of randomd's start-up, for this one function.)
+    """
+    data = data.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+    data = data.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
+    if '"' in data:
+        if "'" in data:
+            data = '"%s"' % data.replace('"', "&quot;")
+        else:
+            data = "'%s'" % data
+    else:
+        data = '"%s"' % data
+    return data
 
 
 def introspection_xml(interfaces: list[Interface], children: list[str],
