@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from randomd import api
@@ -67,6 +68,19 @@ class SignalRecorder:
                         return msg
                 self._changed.clear()
                 await self._changed.wait()
+
+
+async def wait_until(condition, what: str, timeout: float = TIMEOUT,
+                     interval: float = 0.05) -> None:
+    """Poll an async *condition* until it holds; fail after *timeout* seconds.
+
+    For states randomd announces with no signal (its table, its memory).
+    """
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
 
 
 async def add_match(bus: Bus, rule: str) -> None:

@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 import harness
-from clients import call, error_of, get_property
+from clients import call, error_of, get_property, wait_until
 from polkit_harness import Polkitd, policy_bus
 from randomd import api
 from randomd import bus as buslib
@@ -160,15 +160,6 @@ async def nobody_is_served(bus: harness.SystemBus, name: str) -> None:
     slow = await busctl_as_nobody(bus, "Slow", "u", "8")
     assert slow.stdout.startswith(f'o "{api.JOBS_PATH}/'), slow.stderr
     FIGURES[f"{name}: nobody's busctl Quick + Slow"] = f"{time.monotonic() - started:.2f} s"
-
-
-async def wait_until(condition, what: str, timeout: float = harness.TIMEOUT) -> None:
-    """Poll an async *condition* until it holds; fail after *timeout*."""
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 async def job_table(connection) -> dict:

@@ -27,7 +27,7 @@ import time
 import pytest
 
 import harness
-from clients import call, get_property
+from clients import call, get_property, wait_until
 from randomd import api
 from randomd import bus as buslib
 from randomd.bus import DBusError, MessageType
@@ -182,14 +182,6 @@ class Client:
         self.checked += 1
 
 
-async def wait_until(condition, what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 async def test_fifty_clients_mixing_everything_hold_their_invariants(start_randomd, library):
     daemon = start_randomd(CONFIG).wait_ready()
     pid = daemon.process.pid
@@ -213,12 +205,13 @@ async def test_fifty_clients_mixing_everything_hold_their_invariants(start_rando
     try:
         for client in clients:
             client.bus.disconnect()
-        await wait_until(lambda: _no_jobs(observer), "the job table to empty")
+        await wait_until(lambda: _no_jobs(observer), "the job table to empty", timeout=30)
         assert await get_property(observer, "ActiveJobs") == 0
         started_jobs = await get_property(observer, "JobsStarted")
     finally:
         observer.disconnect()
-    await wait_until(lambda: _at_most(fd_count(pid), warm_fds), "randomd's fds to come back")
+    await wait_until(lambda: _at_most(fd_count(pid), warm_fds), "randomd's fds to come back",
+                     timeout=30)
     end_rss, end_fds = rss_kb(pid), fd_count(pid)
     print(f"\nsoak ({SECONDS:g} s, {CLIENTS} clients, randomd on {library}): "
           f"{dict(counts)}; {started_jobs} jobs started, {accepted} checked for exactly one "
