@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import harness
+from polkit_harness import Polkitd, policy_bus
 from randomd import bus as buslib
 
 
@@ -19,6 +20,43 @@ def system_bus(users):
     bus = harness.SystemBus()
     yield bus
     bus.stop()
+
+
+# Lets every method call through to randomd, so that randomd itself (not the
+# shipped policy) answers the calls the bad-input and fuzz tests make.
+OPEN_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
+ "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <policy context="default">
+    <allow send_destination="org.randomd.Random1"/>
+  </policy>
+</busconfig>
+"""
+
+@pytest.fixture(scope="module")
+def open_bus(users, tmp_path_factory):
+    """A system-like bus whose policy lets any method call reach randomd."""
+    policy_dir = tmp_path_factory.mktemp("open-policy")
+    (policy_dir / "open.conf").write_text(OPEN_POLICY)
+    bus = harness.SystemBus(includedirs=[policy_dir])
+    yield bus
+    bus.stop()
+
+
+@pytest.fixture(scope="module")
+def polkit_bus(users):
+    """A policy-enforcing bus where polkitd may own its name too."""
+    bus = policy_bus()
+    yield bus
+    bus.stop()
+
+
+@pytest.fixture(scope="module")
+def polkitd(polkit_bus):
+    """A real polkitd on polkit_bus, with the project's actions and no rules."""
+    authority = Polkitd(polkit_bus).start()
+    yield authority
+    authority.close()
 
 
 @pytest.fixture(scope="module", params=harness.LIBRARIES)

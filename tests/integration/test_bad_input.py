@@ -43,14 +43,7 @@ CONFIG = "SlowBitInterval = 60\n"
 # dbus-daemon's default max_message_size (the system bus keeps it): 32 MiB.
 BUS_MAX_MESSAGE = 32 * 1024 * 1024
 # Lets every method call reach randomd, whatever its interface.
-OPEN_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy context="default">
-    <allow send_destination="org.randomd.Random1"/>
-  </policy>
-</busconfig>
-"""
+
 MANAGER_READ_ONLY = {"Version": ("s", "9.9"), "MaxQuickBits": ("u", 8), "MaxBytes": ("u", 8),
                      "MaxSlowBits": ("u", 8), "MaxJobs": ("u", 8), "MaxJobsPerUser": ("u", 8),
                      "ActiveJobs": ("u", 0), "JobsStarted": ("t", 0)}
@@ -70,16 +63,6 @@ def assert_named(error: buslib.DBusError, name: str) -> None:
 
 
 # -- fixtures --------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def open_bus(users, tmp_path_factory):
-    """A system-like bus whose policy lets any method call reach randomd."""
-    policy_dir = tmp_path_factory.mktemp("open-policy")
-    (policy_dir / "open.conf").write_text(OPEN_POLICY)
-    bus = harness.SystemBus(includedirs=[policy_dir])
-    yield bus
-    bus.stop()
 
 
 @pytest.fixture(scope="module")

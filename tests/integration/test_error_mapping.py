@@ -126,7 +126,7 @@ async def test_a_call_without_interface_finds_the_method(bus):
 
 async def test_object_manager_signals_come_from_the_manager_path(bus):
     recorder = SignalRecorder(bus)
-    await add_match(bus, f"type='signal',interface='org.freedesktop.DBus.ObjectManager'")
+    await add_match(bus, "type='signal',interface='org.freedesktop.DBus.ObjectManager'")
     await call(bus, "AddChild", "o", [PATH + "/child"])
     await call(bus, "RemoveChild", "o", [PATH + "/child"])
     added = await recorder.wait_for(lambda m: m.member == "InterfacesAdded")

@@ -47,14 +47,7 @@ IN_FLIGHT = 64  # dbus-daemon allows 128 calls awaiting a reply per connection
 # Jobs end within JobTimeout whatever SlowBitInterval the fuzz writes, so a
 # Wait is answered in time; small results keep the table small.
 CONFIG = "SlowBitInterval = 0.01\nJobTimeout = 2\nResultTTL = 1\n"
-OPEN_POLICY = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <policy context="default">
-    <allow send_destination="org.randomd.Random1"/>
-  </policy>
-</busconfig>
-"""
+
 
 DBUS_ERROR = "org.freedesktop.DBus.Error."
 # What randomd may answer to anything a root client sends.
@@ -319,16 +312,6 @@ def describe(msg: Message) -> str:
 
 
 # -- fixtures and the test ---------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def open_bus(users, tmp_path_factory):
-    """A system-like bus whose policy lets any method call reach randomd."""
-    policy_dir = tmp_path_factory.mktemp("open-policy")
-    (policy_dir / "open.conf").write_text(OPEN_POLICY)
-    bus = harness.SystemBus(includedirs=[policy_dir])
-    yield bus
-    bus.stop()
 
 
 @pytest.fixture

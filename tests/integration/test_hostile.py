@@ -34,7 +34,6 @@ import pytest
 
 import harness
 from clients import call, error_of, get_property, wait_until
-from polkit_harness import Polkitd, policy_bus
 from randomd import api
 from randomd import bus as buslib
 from randomd.bus import Message, MessageType
@@ -206,28 +205,14 @@ class Attacker:
 # -- fixtures ----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def bus(users):
-    system_bus = policy_bus()
-    yield system_bus
-    system_bus.stop()
-
-
-@pytest.fixture(scope="module")
-def polkitd(bus):
-    authority = Polkitd(bus).start()
-    yield authority
-    authority.close()
-
-
 # A short bound on polkit checks (a test-only setting): a check that waits
 # longer than this behind the attacker's is refused, which the tests can see.
 POLKIT_BOUND = "2"
 
 
 @pytest.fixture(scope="module")
-def daemon(bus, polkitd, library):
-    randomd = harness.Randomd(bus, library, CONFIG,
+def daemon(polkit_bus, polkitd, library):
+    randomd = harness.Randomd(polkit_bus, library, CONFIG,
                               env={"RANDOMD_POLKIT_TIMEOUT": POLKIT_BOUND}).wait_ready()
     yield randomd
     randomd.stop()

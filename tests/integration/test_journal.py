@@ -14,7 +14,6 @@ import pytest
 
 import harness
 from clients import SignalRecorder, call
-from randomd import api
 from randomd import bus as buslib
 
 JOURNALD = "/lib/systemd/systemd-journald"

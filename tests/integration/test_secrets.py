@@ -32,8 +32,7 @@ import pytest
 
 import harness
 from clients import SignalRecorder, call, set_property
-from polkit_harness import (ACCESS_DENIED, INTERACTIVE_REQUIRED, Polkitd, UserClient,
-                            policy_bus)
+from polkit_harness import ACCESS_DENIED, INTERACTIVE_REQUIRED, UserClient
 from randomd import api, randomness
 from randomd import bus as buslib
 
@@ -75,22 +74,8 @@ class Made:
 
 
 @pytest.fixture(scope="module")
-def bus(users):
-    system_bus = policy_bus()
-    yield system_bus
-    system_bus.stop()
-
-
-@pytest.fixture(scope="module")
-def polkitd(bus):
-    authority = Polkitd(bus).start()
-    yield authority
-    authority.close()
-
-
-@pytest.fixture(scope="module")
-def daemon(bus, polkitd, library):
-    randomd = harness.Randomd(bus, library, CONFIG).wait_ready()
+def daemon(polkit_bus, polkitd, library):
+    randomd = harness.Randomd(polkit_bus, library, CONFIG).wait_ready()
     yield randomd
     randomd.stop()
 
