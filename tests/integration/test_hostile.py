@@ -258,7 +258,7 @@ async def test_a_client_that_never_reads_leaves_others_served(daemon, root, atta
     attacker = attackers(daemon.bus, "never-reads", "40", "200")
     sent = await attacker.report()
     await wait_until(lambda: _equals(active_jobs(root), MAX_JOBS_PER_USER),
-                     "the attacker's jobs to start")
+                     "the attacker's jobs to start", timeout=30)
     await nobody_is_served(daemon.bus, "never-reads")
     await wait_until(lambda: _at_least(bystander, 20), "the bystander's calls")
     await bystander.stop("never-reads")
@@ -300,7 +300,7 @@ async def test_a_slow_flood_holds_the_quota_of_its_uid_and_leaves_others_served(
     bystander = Bystander(root)
     # Once the attacker holds its quota, its calls queue for polkit behind each other.
     await wait_until(lambda: _equals(active_jobs(root), MAX_JOBS_PER_USER),
-                     "the attacker's jobs to start")
+                     "the attacker's jobs to start", timeout=30)
     await nobody_is_served(daemon.bus, "flood")
     counts = await attacker.report()
     await bystander.stop("flood")
