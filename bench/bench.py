@@ -124,14 +124,16 @@ def build(workdir: Path, package: Path) -> dict[str, Path]:
         subprocess.run(["gcc", "-O2", "-Wall", "-o", str(out), str(BENCH / f"{name}.c"), *flags],
                        check=True)
         binaries[name] = out
-    # The package as installed: byte-compiled (the randomd uid cannot write
-    # __pycache__ into a root-owned checkout, and would compile at every start).
-    shutil.copytree(package, workdir / "lib/randomd",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    # The services, and randomd's package next to its launcher, byte-compiled
+    # as installed packages are (the randomd uid cannot write __pycache__
+    # into a root-owned checkout, and would compile at every start).  Next to
+    # the launcher, not on PYTHONPATH: every Python service then has the same
+    # sys.path (an extra entry makes every import look in one more place).
     shutil.copytree(BENCH / "services", workdir / "services",
                     ignore=shutil.ignore_patterns("__pycache__"))
-    subprocess.run([PYTHON, "-m", "compileall", "-q", str(workdir / "lib"),
-                    str(workdir / "services")], check=True)
+    shutil.copytree(package, workdir / "services/randomd",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([PYTHON, "-m", "compileall", "-q", str(workdir / "services")], check=True)
     for path in workdir.rglob("*"):
         path.chmod(0o755 if path.is_dir() or os.access(path, os.X_OK) else 0o644)
     return binaries
@@ -220,7 +222,7 @@ class Runner:
         if service.key == "c":
             return [self.responder, bus.address, str(BIT_INTERVAL)], env
         if service.key.startswith("randomd-"):
-            env.update(PYTHONPATH=str(self.workdir / "lib"), RANDOMD_BUS_LIBRARY=service.library)
+            env.update(RANDOMD_BUS_LIBRARY=service.library)
             return [PYTHON, str(services / "randomd_main.py"), "--address", bus.address,
                     "--config", str(self.config)], env
         if service.key.startswith("minimal-"):
