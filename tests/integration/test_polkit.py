@@ -79,11 +79,9 @@ polkit.addRule(function(action, subject) {
 
 
 @pytest.fixture(scope="module")
-def bus(users):
+def bus(polkit_bus):
     """The policy-enforcing bus of this module, where polkitd may own its name."""
-    system_bus = policy_bus()
-    yield system_bus
-    system_bus.stop()
+    return polkit_bus
 
 
 @pytest.fixture(scope="module")
