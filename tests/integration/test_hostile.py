@@ -25,6 +25,7 @@ import resource
 import selectors
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import time
@@ -252,24 +253,24 @@ def figures(request):
 # -- the tests -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=False, reason="known flaky on dbus-next after the rest of the suite: the "
-                   "never-reading attacker does not always get its quota of jobs started; "
-                   "under investigation (see the closing note)")
-async def test_a_client_that_never_reads_leaves_others_served(daemon, root, attackers):
+async def test_a_client_that_stops_reading_leaves_others_served(daemon, root, attackers):
     usage = Usage(daemon)
     bystander = Bystander(root)
-    attacker = attackers(daemon.bus, "never-reads", "40", "200")
-    sent = await attacker.report()
+    attacker = attackers(daemon.bus, "stops-reading", "24", "200")
+    report = await attacker.report()
+    # It read the answers to its first calls, until it held its quota of jobs.
+    assert report["jobs"] == MAX_JOBS_PER_USER, report
     await wait_until(lambda: _equals(active_jobs(root), MAX_JOBS_PER_USER),
-                     "the attacker's jobs to start", timeout=30)
-    await nobody_is_served(daemon.bus, "never-reads")
+                     "the attacker's jobs to be counted")
+    await nobody_is_served(daemon.bus, "stops-reading")
     await wait_until(lambda: _at_least(bystander, 20), "the bystander's calls")
-    await bystander.stop("never-reads")
+    await bystander.stop("stops-reading")
     await attacker.leave()
     await wait_until(lambda: _equals(active_jobs(root), 0), "the jobs of the clients to end")
     assert await job_table(root) == {}
-    await usage.assert_bounded("never-reads")
-    FIGURES["never-reads: the attacker"] = f"sent {sent['sent']} calls and read nothing"
+    await usage.assert_bounded("stops-reading")
+    FIGURES["stops-reading: the attacker"] = (f"started {report['jobs']} jobs, then sent "
+                                              f"{report['unread']} calls and read nothing")
 
 
 async def test_a_thousand_connections_from_one_user_leave_others_served(daemon, root,
@@ -462,6 +463,39 @@ class RawConnection:
                      interface=api.MANAGER_INTERFACE) | fields
         self.send(Message(**where, member=member, signature=signature, body=list(body)))
 
+    def next_reply(self) -> tuple[int, bytes]:
+        """The type and the rest of the next method return or error; signals are skipped."""
+        while True:
+            head = self._read(16)
+            order = "<" if head[:1] == b"l" else ">"
+            body_length, _, fields_length = struct.unpack_from(order + "III", head, 4)
+            rest = self._read(-(-fields_length // 8) * 8 + body_length)
+            if head[1] in (MessageType.METHOD_RETURN.value, MessageType.ERROR.value):
+                return head[1], rest
+
+    def _read(self, size: int) -> bytes:
+        data = b""
+        while len(data) < size:
+            chunk = self.sock.recv(size - len(data))
+            if not chunk:
+                raise SystemExit("the bus closed the connection")
+            data += chunk
+        return data
+
+    def start_jobs(self) -> int:
+        """Call Slow and read each answer until randomd says QuotaExceeded; the jobs started."""
+        jobs = 0
+        for _ in range(1000):
+            self.call("Slow", "u", [256])
+            kind, rest = self.next_reply()
+            if kind == MessageType.METHOD_RETURN.value:
+                jobs += 1
+            elif b".QuotaExceeded\0" in rest:
+                return jobs
+            elif b"polkit did not answer" not in rest:  # else: try again
+                raise SystemExit(f"unexpected answer to Slow: {rest!r}")
+        raise SystemExit(f"no QuotaExceeded after {jobs} jobs")
+
     def close(self) -> None:
         self.sock.close()
 
@@ -475,14 +509,20 @@ def _hold() -> None:
     sys.stdin.read()
 
 
-def never_reads(address: str, slow_calls: str, bytes_calls: str) -> None:
-    """Start jobs and ask for 64 KiB replies, never reading any answer."""
+def stops_reading(address: str, slow_calls: str, bytes_calls: str) -> None:
+    """Start jobs up to the quota, then ask for more and for 64 KiB replies, reading nothing.
+
+    The jobs are started one call at a time, each answer read: how many of a
+    burst of Slow calls polkit authorizes within randomd's bound on checks
+    depends on how loaded the machine is, and this attack is not about polkit.
+    """
     connection = RawConnection.open(address)
+    jobs = connection.start_jobs()
     for _ in range(int(slow_calls)):
         connection.call("Slow", "u", [256])
     for _ in range(int(bytes_calls)):
         connection.call("Bytes", "u", [65536])
-    _say(sent=int(slow_calls) + int(bytes_calls))
+    _say(jobs=jobs, unread=int(slow_calls) + int(bytes_calls))
     _hold()
 
 
@@ -587,8 +627,8 @@ def big_messages(address: str, count: str, mib: str) -> None:
 
 if __name__ == "__main__":
     bus_address, mode, *arguments = sys.argv[1:]
-    if mode == "never-reads":
-        never_reads(bus_address, *arguments)
+    if mode == "stops-reading":
+        stops_reading(bus_address, *arguments)
     elif mode == "connections":
         many_connections(bus_address, *arguments)
     elif mode == "flood":
