@@ -176,7 +176,7 @@ class JobPublisher:
         number = str(job.number) if job.number is not None else ""
         self._tree.emit(path, api.JOB_INTERFACE, "Finished", "sss",
                         [str(job.state), number, job.error_name], destination=job.owner)
-        log.info("job %d %s", job.id, job.state,
+        log.debug("job %d %s", job.id, job.state,
                  extra={"RANDOMD_JOB": job.id, "RANDOMD_UID": job.owner_uid,
                         "RANDOMD_SENDER": job.owner})
         self._on_change()

@@ -61,7 +61,9 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
         job = self._jobs.start(caller.unique_name, caller.uid, bits, self.slow_bit_interval)
         if caller.gone:  # it left while we asked who it was
             self._jobs.owner_gone(caller.unique_name)
-        log.info("job %d: %d bits for uid %d", job.id, bits, caller.uid,
+        # Per job at debug: at info, a busy randomd would reach journald's
+        # rate limit and its warnings would be dropped with the rest.
+        log.debug("job %d: %d bits for uid %d", job.id, bits, caller.uid,
                  extra={"RANDOMD_JOB": job.id, "RANDOMD_UID": caller.uid,
                         "RANDOMD_SENDER": caller.unique_name})
         return api.job_path(job.id)

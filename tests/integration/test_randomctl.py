@@ -500,8 +500,8 @@ def test_monitor_streams_job_events_without_numbers(ctl, background):
     monitor = ctl.start("--json", "monitor", user=USER)
     background.append(monitor)
     read_until(monitor.stderr.fileno(), "Ctrl-C")
-    # Longer than the first progress announcement (0.1 s after the start).
-    job = json.loads(ctl("--json", "slow", "10").stdout)["job"]
+    # 0.4 s: progress is announced at most every 0.1 s, the last step with the end.
+    job = json.loads(ctl("--json", "slow", "20").stdout)["job"]
     text = read_until(monitor.stdout.fileno(), rf'"finished", "job": "{job}".*\n')
     monitor.send_signal(signal.SIGINT)
     assert monitor.wait(harness.TIMEOUT) == STATUS["ok"]

@@ -530,7 +530,7 @@ def test_watchdog_restarts_a_daemon_that_stops_pinging(testbed, short_watchdog):
 
 
 def test_journal_holds_structured_fields(testbed, configure):
-    configure(SlowBitInterval=0.01)
+    configure(LogLevel="debug", SlowBitInterval=0.01)  # jobs are logged at debug
     since = now_usec(testbed)
     out = testbed.run(["randomctl", "slow", "64"], user=testbed.user, timeout=30).stdout
     collect(out.strip())

@@ -122,14 +122,58 @@ async def test_number_is_built_most_significant_bit_first(
     assert await manager.wait(start(manager, bits=5)) == 0b10011
 
 
+@pytest.fixture
+def short_step(monkeypatch: pytest.MonkeyPatch) -> float:
+    """A job wakes every 20 ms at most, instead of 0.1 s: tests that watch progress run faster."""
+    monkeypatch.setattr(jobs_module, "PROGRESS_STEP", 0.02)
+    return 0.02
+
+
+def progress_of(events: Recorder, job: Job) -> list[int]:
+    """BitsDone at each progress event of *job*."""
+    return [call[3] for call in events.calls if call[0] == "progress" and call[1] == job.id]
+
+
 @run_async
-async def test_progress_is_reported_after_each_bit(
-        manager: JobManager, events: Recorder) -> None:
-    job = start(manager, bits=5)
+async def test_progress_is_reported_after_each_bit_of_a_long_interval(
+        manager: JobManager, events: Recorder, short_step: float) -> None:
+    job = start(manager, bits=4, interval=short_step * 1.5)
     await manager.wait(job)
-    progress = [call[3] for call in events.calls if call[0] == "progress"]
-    assert progress == [1, 2, 3, 4, 5]
-    assert events.events(job) == ["started"] + ["progress"] * 5 + ["finished"]
+    # The last bit is told by the end of the job, with the rest of its state.
+    assert progress_of(events, job) == [1, 2, 3]
+    assert events.events(job) == ["started"] + ["progress"] * 3 + ["finished"]
+
+
+@run_async
+async def test_short_intervals_draw_several_bits_per_wake_up(
+        manager: JobManager, events: Recorder, short_step: float) -> None:
+    job = start(manager, bits=40, interval=short_step / 4)
+    await manager.wait(job)
+    progress = progress_of(events, job)
+    assert 0 < len(progress) <= 40 // 4
+    assert progress == sorted(set(progress)) and progress[-1] < 40
+
+
+@run_async
+async def test_bits_are_drawn_no_earlier_than_their_interval(
+        manager: JobManager, events: Recorder, short_step: float) -> None:
+    interval = short_step / 3
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    seen: list[tuple[float, int]] = []
+    events.job_progress = lambda job: seen.append((loop.time() - started, job.bits_done))
+    job = start(manager, bits=30, interval=interval)
+    await manager.wait(job)
+    assert seen and all(done <= elapsed / interval for elapsed, done in seen)
+    assert loop.time() - started >= 30 * interval
+
+
+@run_async
+async def test_a_job_without_interval_completes_without_progress_events(
+        manager: JobManager, events: Recorder) -> None:
+    job = start(manager, bits=256, interval=0.0)
+    assert 0 <= await manager.wait(job) < 2**256
+    assert events.events(job) == ["started", "finished"]
 
 
 @run_async
@@ -299,7 +343,7 @@ async def test_finished_job_is_removed_after_result_ttl(events: Recorder) -> Non
     assert manager.get(job.id) is job  # retained for pollers
     await events.until("removed", job)
     assert manager.idle()
-    assert events.events(job) == ["started", "progress", "finished", "removed"]
+    assert events.events(job) == ["started", "finished", "removed"]
 
 
 @run_async
@@ -404,9 +448,9 @@ async def test_internal_error_fails_the_job_without_logging_the_number(
 
 @run_async
 async def test_progress_callback_that_raises_fails_the_job(
-        manager: JobManager, events: Recorder) -> None:
+        manager: JobManager, events: Recorder, short_step: float) -> None:
     events.raise_on.add("progress")
-    job = start(manager, bits=8)
+    job = start(manager, bits=8, interval=short_step)
     with pytest.raises(Failed):
         await manager.wait(job)
     assert events.events(job) == ["started", "progress", "finished"]
