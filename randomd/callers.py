@@ -59,6 +59,8 @@ class CallerRegistry:
             future = asyncio.ensure_future(self._ask_uid(unique_name))
             self._callers[unique_name] = future
             future.add_done_callback(lambda f: f.exception() and self._forget(unique_name))
+        elif future.done():  # the usual case, without a task step
+            return future.result()
         return await asyncio.shield(future)
 
     def known(self) -> int:

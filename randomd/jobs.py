@@ -29,7 +29,7 @@ from .config import Config
 from .errors import (Cancelled, Expired, Failed, NoSuchJob, QuotaExceeded, RandomdError,
                      ShuttingDown)
 from .limits import check_range
-from .randomness import random_bit
+from .randomness import random_integer
 
 log = logging.getLogger("randomd.jobs")
 
@@ -297,10 +297,12 @@ class JobManager:
             if wake + PROGRESS_STEP > end:  # the last step is told with the end
                 wake = end
             await asyncio.sleep(wake - now)
-            due = job.bits if wake == end else int((loop.time() - start) / job.interval)
-            for _ in range(min(due, job.bits) - job.bits_done):
-                run.number = run.number << 1 | random_bit()  # most significant bit first
-            job.bits_done = min(due, job.bits)
+            due = job.bits if wake == end else min(int((loop.time() - start) / job.interval),
+                                                   job.bits)
+            if due > job.bits_done:  # the new bits go below those drawn before
+                count = due - job.bits_done
+                run.number = run.number << count | random_integer(count)
+                job.bits_done = due
             if job.bits_done == job.bits:
                 return
             self._events.job_progress(job)  # raising fails the job, like any bug here

@@ -15,8 +15,3 @@ def random_integer(bits: int) -> int:
 def random_bytes(count: int) -> bytes:
     """*count* random bytes."""
     return os.urandom(count)
-
-
-def random_bit() -> int:
-    """One random bit, 0 or 1."""
-    return _source.getrandbits(1)

@@ -90,10 +90,17 @@ def manager(events: Recorder) -> JobManager:
 
 @pytest.fixture
 def fixed_bits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Make random_bit() return the bits a test appends, in order."""
+    """Make the bits a job draws the ones a test appends, in order."""
     bits: list[int] = []
     drawn = itertools.count()
-    monkeypatch.setattr(jobs_module, "random_bit", lambda: bits[next(drawn)])
+
+    def random_integer(count: int) -> int:
+        value = 0
+        for _ in range(count):
+            value = value << 1 | bits[next(drawn)]
+        return value
+
+    monkeypatch.setattr(jobs_module, "random_integer", random_integer)
     return bits
 
 
@@ -424,25 +431,25 @@ async def test_many_waiters_get_the_same_number(manager: JobManager) -> None:
 @run_async
 async def test_internal_error_fails_the_job_without_logging_the_number(
         manager: JobManager, monkeypatch: pytest.MonkeyPatch,
-        caplog: pytest.LogCaptureFixture) -> None:
-    drawn = []
+        caplog: pytest.LogCaptureFixture, short_step: float) -> None:
+    drawn: list[int] = []
 
-    def random_bit() -> int:
-        if len(drawn) == 63:
+    def random_integer(bits: int) -> int:
+        if drawn:
             raise OSError("getrandom failed")
-        drawn.append(len(drawn) % 3 != 0)
+        drawn.append((1 << bits) - 3)  # the number so far: in the log, it would show
         return drawn[-1]
 
-    monkeypatch.setattr(jobs_module, "random_bit", random_bit)
+    monkeypatch.setattr(jobs_module, "random_integer", random_integer)
     caplog.set_level(logging.DEBUG, logger="randomd.jobs")
-    job = start(manager, bits=64)
+    job = start(manager, bits=64, interval=short_step / 16)  # bits drawn over 3 wake-ups
     with pytest.raises(Failed, match=r"^Job 1 failed: internal error\.$"):
         await manager.wait(job)
     assert (job.state, job.error, job.number) == (JobState.FAILED, Failed, None)
     (record,) = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert (record.name, record.getMessage()) == ("randomd.jobs", "Job 1 failed: internal error.")
     assert record.exc_info is not None and "getrandom failed" in caplog.text
-    partial = int("".join(str(int(bit)) for bit in drawn), 2)
+    (partial,) = drawn
     assert str(partial) not in caplog.text and f"{partial:x}" not in caplog.text
 
 
