@@ -13,15 +13,15 @@ order; connect() installs FifoWriter instead.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import importlib
 import logging
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator
 from itertools import islice
 from typing import Any
+
+from .imports import without
 
 __all__ = [
     "LIBRARY", "Message", "MessageType", "MessageFlag", "BusType", "NameFlag",
@@ -39,32 +39,15 @@ def _import_library() -> tuple[str, Any, Any]:
         if name not in _PREFERENCE:
             raise ImportError(f"RANDOMD_BUS_LIBRARY must be one of {', '.join(_PREFERENCE)}, not {name!r}")
         try:
-            with _without_gi():
+            # Both libraries import their GLib integration from their
+            # __init__, and it imports PyGObject if it can (a sixth of
+            # randomd's start-up and 2 MiB); without gi it stays unusable.
+            with without("gi"):
                 return name, importlib.import_module(name), importlib.import_module(name + ".aio")
         except ImportError:
             if forced:
                 raise
     raise ImportError("randomd needs python3-dbus-fast or python3-dbus-next")
-
-
-@contextlib.contextmanager
-def _without_gi() -> Iterator[None]:
-    """Keep PyGObject out while a library loads, unless something loaded it already.
-
-    Both libraries import their GLib integration from their __init__, and it
-    imports gi if it can (a sixth of randomd's start-up and 2 MiB); without
-    gi, it just stays unusable.  randomd uses asyncio alone.  gi can still
-    be imported afterwards, by whoever needs it.
-    """
-    if "gi" in sys.modules:
-        yield
-        return
-    sys.modules["gi"] = None  # type: ignore[assignment]  # "import gi" raises ImportError
-    try:
-        yield
-    finally:
-        if sys.modules.get("gi", False) is None:
-            del sys.modules["gi"]
 
 
 LIBRARY, _lib, _aio = _import_library()

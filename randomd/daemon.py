@@ -6,7 +6,12 @@ or the name cannot be owned, 78 (EX_CONFIG) for a bad configuration file.
 
 from __future__ import annotations
 
-import asyncio
+from .imports import without
+
+# randomd speaks D-Bus on AF_UNIX sockets only, but asyncio imports ssl (and
+# OpenSSL) for TLS transports it could open: a tenth of randomd's imports.
+with without("ssl"):
+    import asyncio
 import logging
 import signal
 import sys

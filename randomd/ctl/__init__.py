@@ -34,7 +34,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         Output("--json" in argv).error(error)
         return error.status
     try:
-        import asyncio
+        from ..imports import without
+        with without("ssl"):  # as in randomd: AF_UNIX only, no TLS
+            import asyncio
         return asyncio.run(_run(args, Output(args.json)))
     except KeyboardInterrupt:  # before the SIGINT handler was installed
         return exits.INTERRUPTED
