@@ -59,22 +59,33 @@ SlowBitInterval = {BIT_INTERVAL}
 """
 
 
+ALL_PHASES = ("quick", "slow", "bystanders", "stall")
+
+
 @dataclass(frozen=True)
 class Service:
     key: str
     title: str
     library: str = ""  # the Python bus library, if any
-    slow: bool = True  # has Slow (all but the bus itself)
+    phases: tuple[str, ...] = ALL_PHASES  # what it is measured in
+
+    @property
+    def slow(self) -> bool:
+        """Whether it has Slow (all but the bus itself)."""
+        return "slow" in self.phases
 
 
 SERVICES = [
     Service("c", "C sd-bus responder"),
+    # What the API's broadcasts cost a service that sends them from C.
+    Service("c-api", "C sd-bus responder with the API's broadcasts",
+            phases=("slow", "bystanders")),
     Service("randomd-fast", "randomd on dbus-fast", "dbus_fast"),
     Service("minimal-fast", "minimal dbus-fast service", "dbus_fast"),
     Service("randomd-next", "randomd on dbus-next", "dbus_next"),
     Service("minimal-next", "minimal dbus-next service", "dbus_next"),
     Service("dbus-python", "dbus-python + GLib, thread per job", "dbus"),
-    Service("bus", "dbus-daemon answering GetId", slow=False),
+    Service("bus", "dbus-daemon answering GetId", phases=("quick",)),
 ]
 BY_KEY = {s.key: s for s in SERVICES}
 
@@ -221,6 +232,8 @@ class Runner:
         services = self.workdir / "services"
         if service.key == "c":
             return [self.responder, bus.address, str(BIT_INTERVAL)], env
+        if service.key == "c-api":
+            return [self.responder, bus.address, str(BIT_INTERVAL), "api"], env
         if service.key.startswith("randomd-"):
             env.update(RANDOMD_BUS_LIBRARY=service.library)
             return [PYTHON, str(services / "randomd_main.py"), "--address", bus.address,
@@ -712,7 +725,7 @@ def main() -> int:
                     continue
                 results = {}
                 for service in order:
-                    if phase != "quick" and not service.slow:
+                    if phase not in service.phases:
                         continue
                     log(f"[{time.monotonic() - started:5.0f} s] repeat {repeat + 1}/"
                         f"{profile.repeats} {phase}: {service.key}")
@@ -726,7 +739,8 @@ def main() -> int:
             for run in range(profile.stall_runs):
                 for service in services:
                     randomd = service.key.startswith("randomd-")
-                    if not service.slow or not (randomd or (profile.stall_others and run == 0)):
+                    if ("stall" not in service.phases
+                            or not (randomd or (profile.stall_others and run == 0))):
                         continue
                     log(f"[{time.monotonic() - started:5.0f} s] stall {run + 1}: {service.key}")
                     try:

@@ -1,6 +1,6 @@
 /* The limit: a minimal C sd-bus service behind the same bus.
  *
- *   responder ADDRESS BIT_INTERVAL_S
+ *   responder ADDRESS BIT_INTERVAL_S [api]
  *
  * Owns org.randomd.Random1 and serves, on /org/randomd/Random1, interface
  * org.randomd.Random1: Quick(u bits) -> s (a random integer below 2**bits,
@@ -8,6 +8,13 @@
  * random bit per BIT_INTERVAL_S seconds, then sends Finished(sss) from
  * /org/randomd/Random1/jobs/<id>, unicast to the caller).  No job objects,
  * no properties: only what the benchmark calls.
+ *
+ * With "api", it also sends the broadcasts that randomd's API asks for and
+ * randomd sends for such a job: InterfacesAdded from the manager with the
+ * job's ten properties when it starts, and PropertiesChanged with its final
+ * state just before Finished (a 16-bit job of 160 ms announces no progress
+ * of its own).  OwnerUID is 0 rather than looked up: randomd asks the bus
+ * once per connection, not per job.  That is what the API costs in C.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -17,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include <systemd/sd-bus.h>
 #include <systemd/sd-event.h>
@@ -24,14 +32,70 @@
 static sd_bus *bus;
 static uint64_t interval_us;
 static uint64_t last_id;
+static int api_broadcasts;
 
 struct job {
     uint64_t id;
     uint32_t bits, done;
     uint64_t number;
+    uint64_t created_us;
     char *owner;
     sd_event_source *timer;
 };
+
+static uint64_t now_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static void job_path(const struct job *job, char *path, size_t size) {
+    snprintf(path, size, "/org/randomd/Random1/jobs/%" PRIu64, job->id);
+}
+
+static int send_and_unref(sd_bus_message *m, int r, const char *what) {
+    if (r >= 0) r = sd_bus_send(bus, m, NULL);
+    if (r < 0) fprintf(stderr, "responder: cannot send %s: %s\n", what, strerror(-r));
+    sd_bus_message_unref(m);
+    return r;
+}
+
+/* InterfacesAdded(o, a{sa{sv}}) from the manager, as randomd announces a new job. */
+static int announce_added(const struct job *job) {
+    char path[64], id[24];
+    job_path(job, path, sizeof path);
+    snprintf(id, sizeof id, "%" PRIu64, job->id);
+    sd_bus_message *m = NULL;
+    int r = sd_bus_message_new_signal(bus, &m, "/org/randomd/Random1",
+                                      "org.freedesktop.DBus.ObjectManager", "InterfacesAdded");
+    if (r >= 0) r = sd_bus_message_append(m, "o", path);
+    if (r >= 0) r = sd_bus_message_open_container(m, 'a', "{sa{sv}}");
+    if (r >= 0) r = sd_bus_message_open_container(m, 'e', "sa{sv}");
+    if (r >= 0)
+        r = sd_bus_message_append(m, "sa{sv}", "org.randomd.Random1.Job", 10,
+                                  "Id", "s", id, "Bits", "u", job->bits, "BitsDone", "u", 0,
+                                  "Progress", "d", 0.0, "State", "s", "running", "Error", "s", "",
+                                  "OwnerUID", "u", 0, "Owner", "s", job->owner,
+                                  "Created", "t", job->created_us, "Finished", "t", UINT64_C(0));
+    if (r >= 0) r = sd_bus_message_close_container(m);
+    if (r >= 0) r = sd_bus_message_close_container(m);
+    return send_and_unref(m, r, "InterfacesAdded");
+}
+
+/* PropertiesChanged(s, a{sv}, as) on the job, as randomd announces its end. */
+static int announce_end(const struct job *job) {
+    char path[64];
+    job_path(job, path, sizeof path);
+    sd_bus_message *m = NULL;
+    int r = sd_bus_message_new_signal(bus, &m, path, "org.freedesktop.DBus.Properties",
+                                      "PropertiesChanged");
+    if (r >= 0)
+        r = sd_bus_message_append(m, "sa{sv}as", "org.randomd.Random1.Job", 5,
+                                  "BitsDone", "u", job->bits, "Progress", "d", 1.0,
+                                  "State", "s", "completed", "Error", "s", "",
+                                  "Finished", "t", now_us(), 0);
+    return send_and_unref(m, r, "PropertiesChanged");
+}
 
 static uint64_t random_bits(uint32_t bits) {
     uint64_t value = 0;
@@ -59,15 +123,14 @@ static int on_bit(sd_event_source *source, uint64_t usec, void *userdata) {
         return sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
     }
     char path[64], number[24];
-    snprintf(path, sizeof path, "/org/randomd/Random1/jobs/%" PRIu64, job->id);
+    job_path(job, path, sizeof path);
     snprintf(number, sizeof number, "%" PRIu64, job->number);
+    if (api_broadcasts) announce_end(job);
     sd_bus_message *signal = NULL;
     int r = sd_bus_message_new_signal(bus, &signal, path, "org.randomd.Random1.Job", "Finished");
     if (r >= 0) r = sd_bus_message_set_destination(signal, job->owner);
     if (r >= 0) r = sd_bus_message_append(signal, "sss", "completed", number, "");
-    if (r >= 0) r = sd_bus_send(bus, signal, NULL);
-    if (r < 0) fprintf(stderr, "responder: cannot send Finished: %s\n", strerror(-r));
-    sd_bus_message_unref(signal);
+    send_and_unref(signal, r, "Finished");
     sd_event_source_disable_unref(job->timer);
     free(job->owner);
     free(job);
@@ -85,12 +148,14 @@ static int on_slow(sd_bus_message *m, void *userdata, sd_bus_error *error) {
     job->id = ++last_id;
     job->bits = bits;
     job->owner = strdup(sd_bus_message_get_sender(m));
+    job->created_us = now_us();
     /* accuracy 1 us: sd-event's default (250 ms) would batch the bits */
     r = sd_event_add_time_relative(sd_bus_get_event(bus), &job->timer, CLOCK_MONOTONIC, interval_us,
                                    1, on_bit, job);
     if (r < 0) return r;
     char path[64];
-    snprintf(path, sizeof path, "/org/randomd/Random1/jobs/%" PRIu64, job->id);
+    job_path(job, path, sizeof path);
+    if (api_broadcasts) announce_added(job);  /* randomd too announces the job before replying */
     return sd_bus_reply_method_return(m, "o", path);
 }
 
@@ -104,11 +169,12 @@ static const sd_bus_vtable vtable[] = {
 };
 
 int main(int argc, char **argv) {
-    if (argc < 3) {
-        fprintf(stderr, "usage: responder ADDRESS BIT_INTERVAL_S\n");
+    if (argc < 3 || (argc > 3 && strcmp(argv[3], "api") != 0)) {
+        fprintf(stderr, "usage: responder ADDRESS BIT_INTERVAL_S [api]\n");
         return 2;
     }
     interval_us = (uint64_t)(atof(argv[2]) * 1e6);
+    api_broadcasts = argc > 3;
     sd_event *event;
     int r = sd_event_default(&event);
     sigset_t mask;
