@@ -22,14 +22,65 @@ class StandInBus:
         self._disconnected = False
         self.unique_name = ":1.1"
         self.finalized: Exception | None = None
+        self._serial = 0
 
     def _finalize(self, error: Exception) -> None:
         self.finalized = error
+
+    def next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+
+class CountingSocket:
+    """A socket that counts the sendmsg(2) calls made on it."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.sendmsg_calls = 0
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def sendmsg(self, buffers) -> int:
+        self.sendmsg_calls += 1
+        return self._sock.sendmsg(buffers)
+
+
+def socket_pair() -> tuple[socket.socket, socket.socket]:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    theirs.setblocking(False)
+    return ours, theirs
 
 
 def signal_message(index: int) -> Message:
     return Message(message_type=MessageType.SIGNAL, path="/t", interface="t.T", member="S",
                    signature="uay", body=[index, bytes(PAYLOAD)], serial=index + 1)
+
+
+def small_signal(index: int) -> Message:
+    return Message(message_type=MessageType.SIGNAL, path="/t", interface="t.T", member="S",
+                   signature="u", body=[index])
+
+
+def wire(messages: list[Message]) -> bytes:
+    return b"".join(bytes(m._marshall(False)) for m in messages)
+
+
+def readable_now(sock: socket.socket) -> bytes:
+    """What the peer can read without waiting."""
+    try:
+        return sock.recv(1 << 20)
+    except BlockingIOError:
+        return b""
+
+
+async def next_loop_turn() -> None:
+    """Return after the callbacks already scheduled with call_soon have run."""
+    future = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(future.set_result, None)
+    await future
 
 
 async def read_all(sock: socket.socket, size: int) -> bytes:
@@ -77,3 +128,77 @@ async def test_a_closed_peer_finalizes_the_bus_and_fails_the_futures():
     writer.schedule_write(signal_message(0), future)
     assert isinstance(bus.finalized, OSError)
     assert isinstance(future.exception(), OSError)
+
+
+async def test_posted_messages_leave_in_order_with_scheduled_ones():
+    ours, theirs = socket_pair()
+    writer = FifoWriter(StandInBus(ours))
+    messages = [small_signal(index) for index in range(3)]
+    writer.post(messages[0])
+    writer.schedule_write(messages[1])
+    writer.post(messages[2])
+    expected = wire(messages)
+    assert await asyncio.wait_for(read_all(theirs, len(expected)), 10) == expected
+
+
+async def test_a_posted_message_without_serial_gets_the_next_one():
+    ours, theirs = socket_pair()
+    writer = FifoWriter(StandInBus(ours))
+    msg = small_signal(0)
+    writer.post(msg)
+    assert msg.serial == 1
+
+
+async def test_posted_messages_wait_for_the_end_of_the_loop_turn_and_leave_in_one_write():
+    ours, theirs = socket_pair()
+    bus = StandInBus(ours)
+    bus._sock = counting = CountingSocket(ours)
+    writer = FifoWriter(bus)
+    messages = [small_signal(index) for index in range(5)]
+    for msg in messages:
+        writer.post(msg)
+    assert readable_now(theirs) == b"" and writer.pending() == 5
+    await next_loop_turn()
+    assert readable_now(theirs) == wire(messages)
+    assert counting.sendmsg_calls == 1
+
+
+async def test_messages_posted_while_held_leave_together_at_release():
+    ours, theirs = socket_pair()
+    bus = StandInBus(ours)
+    bus._sock = counting = CountingSocket(ours)
+    writer = FifoWriter(bus)
+    messages = [small_signal(index) for index in range(5)]
+    writer.hold()
+    for msg in messages:
+        writer.post(msg)
+    await next_loop_turn()
+    assert readable_now(theirs) == b"" and counting.sendmsg_calls == 0
+    writer.release()
+    assert readable_now(theirs) == wire(messages)
+    assert counting.sendmsg_calls == 1
+
+
+async def test_the_writer_is_congested_only_while_the_peer_does_not_read():
+    ours, theirs = socket_pair()
+    writer = FifoWriter(StandInBus(ours))
+    assert not writer.congested
+    messages = [signal_message(index) for index in range(40)]  # 2.5 MiB: the socket fills
+    for msg in messages:
+        writer.post(msg)
+    await next_loop_turn()
+    assert writer.congested and writer.pending() > 0
+    expected = wire(messages)
+    assert await asyncio.wait_for(read_all(theirs, len(expected)), 10) == expected
+    await asyncio.wait_for(writer.drain(), 10)
+    assert not writer.congested and writer.pending() == 0
+
+
+async def test_a_message_posted_after_the_bus_is_gone_is_dropped():
+    ours, theirs = socket_pair()
+    bus = StandInBus(ours)
+    writer = FifoWriter(bus)
+    bus._disconnected = True
+    writer.post(small_signal(0))
+    await next_loop_turn()
+    assert writer.pending() == 0 and readable_now(theirs) == b"" and bus.finalized is None
