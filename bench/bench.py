@@ -523,7 +523,8 @@ def targets(summary: dict) -> list[tuple[str, str, bool | None]]:
     out = []
 
     def add(text, value, ok):
-        out.append((text, value, ok))
+        if not value.startswith("n/a"):  # not measured (a phase or service left out)
+            out.append((text, value, ok))
 
     def fmt(v, spec=".2f"):
         return "n/a" if v is None else format(v, spec)
@@ -655,8 +656,10 @@ def header(data: dict) -> str:
             f"{SLOW_CONNECTIONS} connections; bystander rule `{data['bystander_match']}`; "
             f"stall: SIGSTOP of dbus-daemon {STALL_AT_MS} ms into the jobs for {STALL_MS} ms; "
             f"load average {data['loadavg_before']} before, {data.get('loadavg_after', '?')} "
-            f"after ({data.get('elapsed_s', 0):.0f} s); other processes used a median "
-            f"{100 * (data.get('others_cpu_share') or 0):.0f}% of the CPUs during the Quick runs.")
+            f"after ({data.get('elapsed_s', 0):.0f} s)" + (
+                "." if data.get("others_cpu_share") is None else
+                f"; other processes used a median {100 * data['others_cpu_share']:.0f}% of the "
+                "CPUs during the Quick runs."))
 
 
 def update_readme(text: str) -> None:
@@ -702,6 +705,12 @@ def main() -> int:
     profile = PROFILES[profile_name]
     if args.repeats:
         profile.repeats = args.repeats
+    unknown = [k for k in args.services.split(",") if k not in BY_KEY]
+    if unknown:
+        parser.error(f"unknown service {', '.join(unknown)}; known: {', '.join(BY_KEY)}")
+    unknown = [p for p in args.phases.split(",") if p not in ("quick", "slow", "bystanders")]
+    if unknown:
+        parser.error(f"unknown phase {', '.join(unknown)}; known: quick, slow, bystanders")
     services = [BY_KEY[k] for k in args.services.split(",")]
     ensure_user(USER)
     workdir = public_tempdir("randomd-bench-")

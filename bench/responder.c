@@ -9,12 +9,21 @@
  * /org/randomd/Random1/jobs/<id>, unicast to the caller).  No job objects,
  * no properties: only what the benchmark calls.
  *
- * With "api", it also sends the broadcasts that randomd's API asks for and
- * randomd sends for such a job: InterfacesAdded from the manager with the
- * job's ten properties when it starts, and PropertiesChanged with its final
- * state just before Finished (a 16-bit job of 160 ms announces no progress
- * of its own).  OwnerUID is 0 rather than looked up: randomd asks the bus
- * once per connection, not per job.  That is what the API costs in C.
+ * With "api", it also sends the broadcasts that randomd's API (API.md) asks
+ * for, when randomd sends them (randomd/job_object.py, jobs.py, manager.py):
+ *  - InterfacesAdded(oa{sa{sv}}) from the manager with the job's ten
+ *    properties when it starts, before the reply;
+ *  - PropertiesChanged(sa{sv}as) of BitsDone and Progress on the job every
+ *    PROGRESS_US while it runs, but not in the last PROGRESS_US of its
+ *    planned time, whose end tells it (randomd's rule: a 16-bit job of
+ *    160 ms at 10 ms per bit announces no progress of its own; 64 bits, 5);
+ *  - PropertiesChanged of BitsDone, Progress, State, Error and Finished on
+ *    the job just before the unicast Finished;
+ *  - PropertiesChanged of ActiveJobs and JobsStarted on the manager after a
+ *    job starts or ends, at most every PROGRESS_US (a few per 1000 jobs).
+ * OwnerUID is 0, the load generator's uid, rather than looked up: randomd
+ * asks the bus once per connection, not per job.  That is what the API costs
+ * in C.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -33,12 +42,20 @@ static sd_bus *bus;
 static uint64_t interval_us;
 static uint64_t last_id;
 static int api_broadcasts;
+/* API.md: progress at most about ten times a second per job; randomd also
+ * announces ActiveJobs/JobsStarted at most this often. */
+#define PROGRESS_US UINT64_C(100000)
+static uint32_t active_jobs;
+static uint64_t jobs_started;
+static uint64_t jobs_announced_us;  /* CLOCK_MONOTONIC of the last announcement, 0: none */
+static sd_event_source *jobs_announcement;
 
 struct job {
     uint64_t id;
     uint32_t bits, done;
     uint64_t number;
     uint64_t created_us;
+    uint64_t progress_at_us;  /* planned time (since the start) of the last progress told */
     char *owner;
     sd_event_source *timer;
 };
@@ -82,19 +99,55 @@ static int announce_added(const struct job *job) {
     return send_and_unref(m, r, "InterfacesAdded");
 }
 
-/* PropertiesChanged(s, a{sv}, as) on the job, as randomd announces its end. */
-static int announce_end(const struct job *job) {
+/* PropertiesChanged(s, a{sv}, as) on the job: its progress, or (done) its end. */
+static int announce_job(const struct job *job, int done) {
     char path[64];
     job_path(job, path, sizeof path);
     sd_bus_message *m = NULL;
     int r = sd_bus_message_new_signal(bus, &m, path, "org.freedesktop.DBus.Properties",
                                       "PropertiesChanged");
     if (r >= 0)
-        r = sd_bus_message_append(m, "sa{sv}as", "org.randomd.Random1.Job", 5,
-                                  "BitsDone", "u", job->bits, "Progress", "d", 1.0,
-                                  "State", "s", "completed", "Error", "s", "",
-                                  "Finished", "t", now_us(), 0);
+        r = done ? sd_bus_message_append(m, "sa{sv}as", "org.randomd.Random1.Job", 5,
+                                         "BitsDone", "u", job->bits, "Progress", "d", 1.0,
+                                         "State", "s", "completed", "Error", "s", "",
+                                         "Finished", "t", now_us(), 0)
+                 : sd_bus_message_append(m, "sa{sv}as", "org.randomd.Random1.Job", 2,
+                                         "BitsDone", "u", job->done,
+                                         "Progress", "d", (double)job->done / job->bits, 0);
     return send_and_unref(m, r, "PropertiesChanged");
+}
+
+static uint64_t monotonic_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* PropertiesChanged(s, a{sv}, as) of ActiveJobs and JobsStarted on the manager. */
+static int announce_jobs(sd_event_source *source, uint64_t usec, void *userdata) {
+    jobs_announcement = sd_event_source_disable_unref(jobs_announcement);
+    jobs_announced_us = monotonic_us();
+    sd_bus_message *m = NULL;
+    int r = sd_bus_message_new_signal(bus, &m, "/org/randomd/Random1",
+                                      "org.freedesktop.DBus.Properties", "PropertiesChanged");
+    if (r >= 0)
+        r = sd_bus_message_append(m, "sa{sv}as", "org.randomd.Random1", 2,
+                                  "ActiveJobs", "u", active_jobs,
+                                  "JobsStarted", "t", jobs_started, 0);
+    send_and_unref(m, r, "PropertiesChanged");
+    return 0;
+}
+
+/* After a job starts or ends: at once if the last announcement is older than
+ * PROGRESS_US, else once it is, with the values of that time. */
+static void jobs_changed(void) {
+    if (jobs_announcement) return;
+    uint64_t due = jobs_announced_us + PROGRESS_US;
+    if (!jobs_announced_us || monotonic_us() >= due)
+        announce_jobs(NULL, 0, NULL);
+    else if (sd_event_add_time(sd_bus_get_event(bus), &jobs_announcement, CLOCK_MONOTONIC, due,
+                               1, announce_jobs, NULL) < 0)
+        announce_jobs(NULL, 0, NULL);
 }
 
 static uint64_t random_bits(uint32_t bits) {
@@ -119,13 +172,20 @@ static int on_bit(sd_event_source *source, uint64_t usec, void *userdata) {
     struct job *job = userdata;
     job->number = job->number << 1 | random_bits(1);
     if (++job->done < job->bits) {
+        /* randomd tells progress at most every PROGRESS_US, not in the last one */
+        uint64_t at = job->done * interval_us;
+        if (api_broadcasts && at >= job->progress_at_us + PROGRESS_US &&
+            at + PROGRESS_US < job->bits * interval_us) {
+            job->progress_at_us = at;
+            announce_job(job, 0);
+        }
         sd_event_source_set_time_relative(source, interval_us);
         return sd_event_source_set_enabled(source, SD_EVENT_ONESHOT);
     }
     char path[64], number[24];
     job_path(job, path, sizeof path);
     snprintf(number, sizeof number, "%" PRIu64, job->number);
-    if (api_broadcasts) announce_end(job);
+    if (api_broadcasts) announce_job(job, 1);
     sd_bus_message *signal = NULL;
     int r = sd_bus_message_new_signal(bus, &signal, path, "org.randomd.Random1.Job", "Finished");
     if (r >= 0) r = sd_bus_message_set_destination(signal, job->owner);
@@ -134,6 +194,8 @@ static int on_bit(sd_event_source *source, uint64_t usec, void *userdata) {
     sd_event_source_disable_unref(job->timer);
     free(job->owner);
     free(job);
+    active_jobs--;
+    if (api_broadcasts) jobs_changed();
     return 0;
 }
 
@@ -155,7 +217,12 @@ static int on_slow(sd_bus_message *m, void *userdata, sd_bus_error *error) {
     if (r < 0) return r;
     char path[64];
     job_path(job, path, sizeof path);
-    if (api_broadcasts) announce_added(job);  /* randomd too announces the job before replying */
+    active_jobs++;
+    jobs_started++;
+    if (api_broadcasts) {
+        announce_added(job);  /* randomd too announces the job before replying */
+        jobs_changed();
+    }
     return sd_bus_reply_method_return(m, "o", path);
 }
 
