@@ -12,6 +12,7 @@ from .imports import without
 # OpenSSL) for TLS transports it could open: a tenth of randomd's imports.
 with without("ssl"):
     import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -147,7 +148,7 @@ class Daemon:
         publisher = JobPublisher(self._tree, self._callers, self._jobs_changed)
         self._jobs = JobManager(self._config, publisher)
         publisher.jobs, publisher.authority = self._jobs, authority
-        self._manager = Manager(self._config, self._tree, self._jobs, authority)
+        self._manager = Manager(self._config, self._tree, self._jobs, authority, self.reload)
         self._tree.export(api.MANAGER_PATH, self._manager)
         self._callers.on_gone(self._jobs.owner_gone)
 
@@ -166,7 +167,7 @@ class Daemon:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self._stop.set)
         loop.add_signal_handler(signal.SIGINT, self._stop.set)
-        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
     async def _wait_until_done(self, bus: Bus) -> bool:
         """Serve until stopped or idle (False) or until the bus is lost (True)."""
@@ -213,18 +214,25 @@ class Daemon:
             pass
         bus.disconnect()
 
-    def _reload(self) -> None:
+    def reload(self) -> None:
+        """Re-read the configuration file; a broken one raises ConfigError and changes nothing."""
         notify.reloading()
         try:
             config = configuration.load(self._args.config)
         except ConfigError as error:
             log.error("reload failed, keeping the old configuration: %s", error)
+            raise
         else:
             self._config = config
             self._manager.apply_config(config)
             logs.set_level(self._args.log_level or config.log_level)
             log.info("configuration reloaded from %s", self._args.config)
-        notify.ready(self._status())
+        finally:
+            notify.ready(self._status())
+
+    def _on_sighup(self) -> None:
+        with contextlib.suppress(ConfigError):  # logged; SIGHUP has no one to answer
+            self.reload()
 
     def _jobs_changed(self) -> None:
         self._manager.jobs_changed()

@@ -9,10 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from . import __version__, api, errors, limits, randomness
 from .config import Config
+from .errors import ConfigError
 from .service import Call, Interface, dbus_property, method
 
 if TYPE_CHECKING:
@@ -32,11 +33,12 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
     """org.randomd.Random1 on /org/randomd/Random1."""
 
     def __init__(self, config: Config, tree: ObjectTree, jobs: JobManager,
-                 authority: Authority) -> None:
+                 authority: Authority, reload: Callable[[], None]) -> None:
         self._config = config
         self._tree = tree
         self._jobs = jobs
         self._authority = authority
+        self._reload = reload  # the daemon's: re-reads the file, then calls apply_config
         self.slow_bit_interval = config.slow_bit_interval
         self._jobs_announced = -JOBS_ANNOUNCE_INTERVAL  # loop time of the last announcement
         self._jobs_announcement: asyncio.TimerHandle | None = None
@@ -74,6 +76,22 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
         count = self._jobs.cancel_all()
         log.info("%d jobs cancelled by uid %d", count, caller.uid,
                  extra={"RANDOMD_UID": caller.uid, "RANDOMD_SENDER": caller.unique_name})
+
+    @method()
+    async def Reload(self, call: Call) -> None:
+        """Re-read the configuration file, as SIGHUP does, and answer once it is applied.
+
+        An addition to API.md, for ExecReload=: `systemctl reload` on
+        systemd 252 (Debian 12) returns when ExecReload= exits, so a signal
+        would let it return before the new configuration is in effect.
+        """
+        caller = await self._authority.authorize(call, api.ACTION_CONFIGURE)
+        log.info("reload asked by uid %d", caller.uid,
+                 extra={"RANDOMD_UID": caller.uid, "RANDOMD_SENDER": caller.unique_name})
+        try:
+            self._reload()
+        except ConfigError as error:
+            raise errors.Failed(f"The configuration was not reloaded: {error}") from None
 
     # -- properties ----------------------------------------------------
 

@@ -150,3 +150,37 @@ async def test_log_level_controls_debug_messages(start_randomd, level, shown):
     bus.disconnect()
     daemon.terminate()
     assert ("DEBUG" in daemon.stderr()) == shown
+
+
+# Reload(): what ExecReload= calls, so that systemctl reload waits for it.
+
+async def test_reload_applies_a_changed_config_before_it_answers(start_randomd):
+    daemon = start_randomd("MaxQuickBits = 10\n").wait_ready()
+    daemon.config.write_text("MaxQuickBits = 20\n")
+    bus = await buslib.connect(daemon.bus.address)
+    await call(bus, "Reload")
+    assert await get_property(bus, "MaxQuickBits") == 20
+    bus.disconnect()
+
+
+async def test_reload_says_reloading_then_ready_to_systemd(start_randomd):
+    daemon = start_randomd().wait_ready()
+    daemon.notify.messages.clear()
+    bus = await buslib.connect(daemon.bus.address)
+    await call(bus, "Reload")
+    bus.disconnect()
+    assert int(daemon.notify.wait_for("RELOADING", "1")["MONOTONIC_USEC"]) > 0
+    daemon.notify.wait_for("READY", "1")
+
+
+async def test_reload_of_a_broken_config_fails_naming_the_key_and_keeps_the_old_one(
+        start_randomd):
+    daemon = start_randomd("MaxQuickBits = 10\n").wait_ready()
+    daemon.config.write_text("MaxQuickBits = 'many'\n")
+    bus = await buslib.connect(daemon.bus.address)
+    error = await error_of(call(bus, "Reload"))
+    assert error.type == api.ERROR_PREFIX + "Failed"
+    assert error.text.startswith("The configuration was not reloaded: ") and "MaxQuickBits" in error.text
+    assert await get_property(bus, "MaxQuickBits") == 10
+    bus.disconnect()
+    daemon.notify.wait_for("READY", "1")  # still ready: the reload ended

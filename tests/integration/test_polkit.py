@@ -344,6 +344,12 @@ async def test_cancel_all_needs_manage_jobs(daemon, start_polkitd, root, user):
     assert await job_state(root, job) == "running"
 
 
+async def test_reload_needs_configure(daemon, start_polkitd, user):
+    start_polkitd()
+    reply = await user.call("Reload")
+    assert_refused(reply, INTERACTIVE_REQUIRED, api.ACTION_CONFIGURE)
+
+
 async def test_owner_uid_cancels_its_job_from_another_connection_without_manage_jobs(
         daemon, bus, start_polkitd, root, connect):
     """A rule denies manage-jobs to everyone: the owner's uid is not asked about it."""

@@ -141,6 +141,24 @@ async def test_posted_messages_leave_in_order_with_scheduled_ones():
     assert await asyncio.wait_for(read_all(theirs, len(expected)), 10) == expected
 
 
+async def test_posted_messages_wait_behind_a_full_socket_and_leave_in_order_once_the_peer_reads():
+    ours, theirs = socket_pair()
+    writer = FifoWriter(StandInBus(ours))
+    messages = [signal_message(index) for index in range(40)]
+    for msg in messages[:20]:  # 1.25 MiB against a socket buffer of about 200 KiB
+        writer.schedule_write(msg)
+    waiting = writer.pending()
+    assert waiting > 0  # the socket is full
+    for index, msg in enumerate(messages[20:]):
+        if index % 2:
+            writer.schedule_write(msg)
+        else:
+            writer.post(msg)
+    await next_loop_turn()  # the posted messages' flush has run against the full socket
+    assert writer.pending() == waiting + 20
+    expected = wire(messages)
+    assert await asyncio.wait_for(read_all(theirs, len(expected)), 10) == expected
+
 async def test_a_posted_message_without_serial_gets_the_next_one():
     ours, theirs = socket_pair()
     writer = FifoWriter(StandInBus(ours))
@@ -179,6 +197,32 @@ async def test_messages_posted_while_held_leave_together_at_release():
     assert counting.sendmsg_calls == 1
 
 
+async def test_a_write_scheduled_while_held_waits_for_release_behind_the_posted_messages():
+    ours, theirs = socket_pair()
+    writer = FifoWriter(StandInBus(ours))
+    messages = [small_signal(index) for index in range(3)]
+    writer.hold()
+    writer.post(messages[0])
+    writer.schedule_write(messages[1])
+    writer.post(messages[2])
+    assert readable_now(theirs) == b""
+    writer.release()
+    assert readable_now(theirs) == wire(messages)
+
+
+async def test_nested_holds_keep_posted_messages_until_the_last_release():
+    ours, theirs = socket_pair()
+    writer = FifoWriter(StandInBus(ours))
+    msg = small_signal(0)
+    writer.hold()
+    writer.hold()
+    writer.post(msg)
+    writer.release()
+    await next_loop_turn()
+    assert readable_now(theirs) == b""
+    writer.release()
+    assert readable_now(theirs) == wire([msg])
+
 async def test_the_writer_is_congested_only_while_the_peer_does_not_read():
     ours, theirs = socket_pair()
     writer = FifoWriter(StandInBus(ours))
@@ -193,6 +237,28 @@ async def test_the_writer_is_congested_only_while_the_peer_does_not_read():
     await asyncio.wait_for(writer.drain(), 10)
     assert not writer.congested and writer.pending() == 0
 
+
+async def test_messages_waiting_only_for_the_end_of_the_loop_turn_are_not_congestion():
+    ours, theirs = socket_pair()
+    writer = FifoWriter(StandInBus(ours))
+    writer.post(small_signal(0))
+    assert writer.pending() == 1 and not writer.congested
+
+
+async def test_drain_returns_only_once_the_peer_has_read_every_message():
+    ours, theirs = socket_pair()
+    writer = FifoWriter(StandInBus(ours))
+    messages = [signal_message(index) for index in range(40)]  # 2.5 MiB: the socket fills
+    for msg in messages:
+        writer.post(msg)
+    drained = asyncio.ensure_future(writer.drain())
+    for _ in range(3):
+        await next_loop_turn()
+    assert writer.congested and not drained.done()
+    expected = wire(messages)
+    assert await asyncio.wait_for(read_all(theirs, len(expected)), 10) == expected
+    await asyncio.wait_for(drained, 10)
+    assert writer.pending() == 0
 
 async def test_a_message_posted_after_the_bus_is_gone_is_dropped():
     ours, theirs = socket_pair()
