@@ -93,8 +93,11 @@ class FifoWriter:
     being read (hold/release, around the library's reader) they wait for the
     end of that read, otherwise for the end of the current turn of the event
     loop, so that a burst of replies or signals costs one system call, not
-    one each.  schedule_write (the library's sends) writes at once, after
-    whatever was posted before it.
+    one each.  schedule_write (the library's sends) writes at once unless
+    held, after whatever was posted before it.
+
+    When the connection is lost (closed()), every queued message fails with
+    the reason and drain() returns it: nothing waits for a socket that is gone.
     """
 
     def __init__(self, bus: Any) -> None:
@@ -155,13 +158,23 @@ class FifoWriter:
         return self._polling
 
     async def drain(self) -> None:
-        """Return once every message queued so far has been written."""
+        """Return once every message queued so far has been written.
+
+        Raises the reason (an OSError) if the connection is lost first.
+        """
         if self._queue:
             last = self._queue[-1][1]
             if last is None:
                 last = self._loop.create_future()
+                # Retrieved here, so that a drain() cancelled meanwhile does
+                # not leave an exception that nobody reads.
+                last.add_done_callback(lambda f: f.cancelled() or f.exception())
                 self._queue[-1] = (self._queue[-1][0], last)
             await asyncio.shield(last)
+
+    def closed(self, error: OSError) -> None:
+        """The connection is gone: fail every queued message with *error*."""
+        self._fail_all(error)
 
     def _flush(self) -> None:
         self._flush_due = False
@@ -214,7 +227,7 @@ class FifoWriter:
         self._polling = wanted
 
     def _fail_all(self, error: Exception) -> None:
-        self._polling = False
+        self._poll(False)
         self._offset = 0
         while self._queue:
             _fail(self._queue.popleft()[1], error)
@@ -250,6 +263,13 @@ class Bus(MessageBus):
     def post(self, msg: Any) -> None:
         """Send a reply or a signal: like send(), without a future, in a batch."""
         self._writer.post(msg)
+
+    def _finalize(self, err: Exception | None = None) -> None:
+        # The library's reader calls this when the bus closes the connection;
+        # it forgets the writer's poll but not the writer's queue.
+        self._writer.closed(err if isinstance(err, OSError)
+                            else ConnectionError("the bus closed the connection"))
+        super()._finalize(err)
 
     async def connect(self) -> Bus:
         # The library adds its message reader to the event loop while it

@@ -137,8 +137,7 @@ class Daemon:
         if await self._wait_until_done(bus):
             await self._jobs.shutdown()  # nobody can hear of them now: end them quietly
             return 1
-        await self._shutdown(bus)
-        return 0
+        return 0 if await self._shutdown(bus) else 1
 
     async def _serve_objects(self, bus: Bus) -> None:
         self._callers = CallerRegistry(bus)
@@ -200,19 +199,27 @@ class Daemon:
             # A timer, not a poll: it fires at most once per IdleExitSec.
             await asyncio.sleep(remaining if remaining > 0 else idle_exit_sec)
 
-    async def _shutdown(self, bus: Bus) -> None:
-        """Fail running jobs, flush their Finished signals, then leave the bus."""
+    async def _shutdown(self, bus: Bus) -> bool:
+        """Fail running jobs, flush their Finished signals, then leave the bus.
+
+        False if the bus was lost before everything was sent.
+        """
         notify.stopping("Shutting down.")
         log.info("shutting down")
         await self._jobs.shutdown()
         await self._tree.cancel_calls()
         self._manager.flush_announcements()
-        await bus.writer.drain()
+        try:
+            await bus.writer.drain()
+        except OSError as error:
+            log.error("lost the connection to the bus while stopping: %s", error)
+            return False
         try:
             await asyncio.wait_for(bus.release_name(api.BUS_NAME), 5)
         except (DBusError, TimeoutError):
             pass
         bus.disconnect()
+        return True
 
     def reload(self) -> None:
         """Re-read the configuration file; a broken one raises ConfigError and changes nothing."""

@@ -64,3 +64,25 @@ async def test_a_stalled_bus_loses_no_reply_and_keeps_their_order(start_randomd)
     assert await call(client, "Quick", "u", [8])
     assert daemon.process.poll() is None
     client.disconnect()
+
+
+async def test_a_bus_that_dies_while_randomd_stops_behind_a_stall_ends_it_at_once(start_randomd):
+    """SIGTERM while replies wait for a stalled bus, then the bus is killed: exit 1, no hang."""
+    daemon = start_randomd('LogLevel = "debug"\n').wait_ready()
+    client = await buslib.connect(daemon.bus.address)
+    (owner,) = await bus_call(client, "org.freedesktop.DBus", "GetNameOwner", "s", [api.BUS_NAME])
+    daemon.process.send_signal(signal.SIGSTOP)
+    calls = [asyncio.ensure_future(call(client, "Bytes", "u", [65536])) for _ in range(CALLS)]
+    await wait_until_delivered(client, owner)
+    daemon.bus.pause()
+    daemon.process.send_signal(signal.SIGCONT)
+    harness.wait_for(lambda: "the bus is not reading" in daemon.stderr(),
+                     what="randomd to find its socket full")
+    daemon.process.send_signal(signal.SIGTERM)
+    harness.wait_for(lambda: "shutting down" in daemon.stderr(), what="randomd to start stopping")
+    daemon.bus.process.kill()
+    assert daemon.process.wait(harness.TIMEOUT) == 1
+    assert "lost the connection to the bus while stopping" in daemon.stderr()
+    for pending in calls:
+        pending.cancel()
+    await asyncio.gather(*calls, client.wait_for_disconnect(), return_exceptions=True)

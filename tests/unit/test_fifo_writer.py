@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import socket
 
+import pytest
+
 from randomd.bus import FifoWriter, Message, MessageType
 
 PAYLOAD = 64 * 1024
@@ -271,3 +273,22 @@ async def test_a_message_posted_after_the_bus_is_gone_is_dropped():
     writer.post(small_signal(0))
     await next_loop_turn()
     assert writer.pending() == 0 and readable_now(theirs) == b"" and bus.finalized is None
+
+
+async def test_a_lost_connection_fails_drain_and_every_waiting_message():
+    ours, theirs = socket_pair()
+    writer = FifoWriter(StandInBus(ours))
+    for index in range(40):  # 2.5 MiB: the socket fills
+        writer.post(signal_message(index))
+    sent = asyncio.get_running_loop().create_future()
+    writer.schedule_write(signal_message(40), sent)
+    drained = asyncio.ensure_future(writer.drain())
+    await next_loop_turn()
+    assert writer.congested and not drained.done()
+    writer.closed(ConnectionError("the bus closed the connection"))
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(drained, 10)
+    assert isinstance(sent.exception(), ConnectionError)
+    assert writer.pending() == 0 and not writer.congested
+    # and it no longer waits for the socket to become writable
+    assert not asyncio.get_running_loop().remove_writer(ours.fileno())
