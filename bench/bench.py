@@ -116,6 +116,16 @@ def public_tempdir(prefix: str) -> Path:
     return path
 
 
+def terminate(process: subprocess.Popen) -> None:
+    """SIGTERM, and SIGKILL if it is still there 10 s later."""
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def ensure_user(name: str) -> None:
     try:
         pwd.getpwnam(name)
@@ -177,12 +187,7 @@ class Bus:
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGCONT)
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -342,12 +347,7 @@ class Running:
 
     def stop(self) -> str:
         if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            terminate(self.process)
         self.log.close()
         tail = _tail(self.rundir / "log")
         shutil.rmtree(self.rundir, ignore_errors=True)

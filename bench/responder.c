@@ -60,9 +60,9 @@ struct job {
     sd_event_source *timer;
 };
 
-static uint64_t now_us(void) {
+static uint64_t clock_us(clockid_t clock) {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
@@ -110,23 +110,17 @@ static int announce_job(const struct job *job, int done) {
         r = done ? sd_bus_message_append(m, "sa{sv}as", "org.randomd.Random1.Job", 5,
                                          "BitsDone", "u", job->bits, "Progress", "d", 1.0,
                                          "State", "s", "completed", "Error", "s", "",
-                                         "Finished", "t", now_us(), 0)
+                                         "Finished", "t", clock_us(CLOCK_REALTIME), 0)
                  : sd_bus_message_append(m, "sa{sv}as", "org.randomd.Random1.Job", 2,
                                          "BitsDone", "u", job->done,
                                          "Progress", "d", (double)job->done / job->bits, 0);
     return send_and_unref(m, r, "PropertiesChanged");
 }
 
-static uint64_t monotonic_us(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
-
 /* PropertiesChanged(s, a{sv}, as) of ActiveJobs and JobsStarted on the manager. */
 static int announce_jobs(sd_event_source *source, uint64_t usec, void *userdata) {
     jobs_announcement = sd_event_source_disable_unref(jobs_announcement);
-    jobs_announced_us = monotonic_us();
+    jobs_announced_us = clock_us(CLOCK_MONOTONIC);
     sd_bus_message *m = NULL;
     int r = sd_bus_message_new_signal(bus, &m, "/org/randomd/Random1",
                                       "org.freedesktop.DBus.Properties", "PropertiesChanged");
@@ -143,7 +137,7 @@ static int announce_jobs(sd_event_source *source, uint64_t usec, void *userdata)
 static void jobs_changed(void) {
     if (jobs_announcement) return;
     uint64_t due = jobs_announced_us + PROGRESS_US;
-    if (!jobs_announced_us || monotonic_us() >= due)
+    if (!jobs_announced_us || clock_us(CLOCK_MONOTONIC) >= due)
         announce_jobs(NULL, 0, NULL);
     else if (sd_event_add_time(sd_bus_get_event(bus), &jobs_announcement, CLOCK_MONOTONIC, due,
                                1, announce_jobs, NULL) < 0)
@@ -156,13 +150,20 @@ static uint64_t random_bits(uint32_t bits) {
     return bits >= 64 ? value : value & ((UINT64_C(1) << bits) - 1);
 }
 
-static int on_quick(sd_bus_message *m, void *userdata, sd_bus_error *error) {
-    uint32_t bits;
-    int r = sd_bus_message_read(m, "u", &bits);
+/* The bits argument of Quick and Slow: > 0 when valid, else the error to return. */
+static int read_bits(sd_bus_message *m, sd_bus_error *error, uint32_t *bits) {
+    int r = sd_bus_message_read(m, "u", bits);
     if (r < 0) return r;
-    if (bits < 1 || bits > 64)
+    if (*bits < 1 || *bits > 64)
         return sd_bus_error_set(error, "org.randomd.Random1.Error.InvalidArgument",
                                 "bits must be between 1 and 64.");
+    return 1;
+}
+
+static int on_quick(sd_bus_message *m, void *userdata, sd_bus_error *error) {
+    uint32_t bits;
+    int r = read_bits(m, error, &bits);
+    if (r <= 0) return r;
     char text[24];
     snprintf(text, sizeof text, "%" PRIu64, random_bits(bits));
     return sd_bus_reply_method_return(m, "s", text);
@@ -201,16 +202,13 @@ static int on_bit(sd_event_source *source, uint64_t usec, void *userdata) {
 
 static int on_slow(sd_bus_message *m, void *userdata, sd_bus_error *error) {
     uint32_t bits;
-    int r = sd_bus_message_read(m, "u", &bits);
-    if (r < 0) return r;
-    if (bits < 1 || bits > 64)
-        return sd_bus_error_set(error, "org.randomd.Random1.Error.InvalidArgument",
-                                "bits must be between 1 and 64.");
+    int r = read_bits(m, error, &bits);
+    if (r <= 0) return r;
     struct job *job = calloc(1, sizeof *job);
     job->id = ++last_id;
     job->bits = bits;
     job->owner = strdup(sd_bus_message_get_sender(m));
-    job->created_us = now_us();
+    job->created_us = clock_us(CLOCK_REALTIME);
     /* accuracy 1 us: sd-event's default (250 ms) would batch the bits */
     r = sd_event_add_time_relative(sd_bus_get_event(bus), &job->timer, CLOCK_MONOTONIC, interval_us,
                                    1, on_bit, job);
