@@ -32,9 +32,9 @@ _ENDINGS = {
 }
 
 
-def job_id(path: str) -> str:
-    """The id in a job path."""
-    return path.rsplit("/", 1)[-1]
+def job_id(path: str) -> int:
+    """The id in a job path, a number as in every JSON object."""
+    return int(path.rsplit("/", 1)[-1])
 
 
 def ending(path: str, state: str, error: str) -> exits.CtlError:
@@ -42,7 +42,7 @@ def ending(path: str, state: str, error: str) -> exits.CtlError:
     short = error.removeprefix(api.ERROR_PREFIX)
     message = _ENDINGS.get(short, "Job {id} " + (state if state != "failed" else "failed") + ".")
     return exits.CtlError(exits.FAILURE, message.format(id=job_id(path)), error or None,
-                          job=job_id(path), path=path, state=state)
+                          id=job_id(path), path=path, state=state)
 
 
 class JobWatch:
@@ -124,7 +124,7 @@ async def slow(ctx: Context) -> int:
         raise exits.CtlError(exits.INTERRUPTED, "Interrupted; the job was cancelled.") from None
     watch.path = path
     if args.no_wait:
-        ctx.out.result({"job": job_id(path), "path": path, "bits": args.bits}, path)
+        ctx.out.result({"id": job_id(path), "path": path, "bits": args.bits}, path)
         return exits.OK
     try:
         async with asyncio.timeout(args.timeout):
@@ -138,13 +138,13 @@ async def slow(ctx: Context) -> int:
         watch.end_bar()
         await _cancel(ctx, watch, path)
         raise exits.CtlError(exits.INTERRUPTED, f"Interrupted; job {job_id(path)} cancelled.",
-                             job=job_id(path), path=path) from None
+                             id=job_id(path), path=path) from None
     except TimeoutError:
         watch.end_bar()
         await _cancel(ctx, watch, path)
         raise exits.CtlError(exits.FAILURE, f"Job {job_id(path)} did not finish within "
                              f"{args.timeout:g} s (--timeout); it was cancelled.",
-                             job=job_id(path), path=path) from None
+                             id=job_id(path), path=path, timeout=args.timeout) from None
     except BaseException:
         watch.end_bar()
         raise
@@ -152,7 +152,7 @@ async def slow(ctx: Context) -> int:
         watch.end_bar()
         raise ending(path, state, error)
     watch.end_bar(complete=True)
-    ctx.out.result({"job": job_id(path), "path": path, "bits": args.bits, "state": state,
+    ctx.out.result({"id": job_id(path), "path": path, "bits": args.bits, "state": state,
                     "number": number}, number)
     return exits.OK
 
@@ -203,14 +203,15 @@ async def wait(ctx: Context) -> int:
     except TimeoutError:
         watch.end_bar()
         raise exits.CtlError(exits.FAILURE, f"Job {job_id(path)} did not finish within "
-                             f"{ctx.args.timeout:g} s (--timeout).") from None
+                             f"{ctx.args.timeout:g} s (--timeout).", id=job_id(path),
+                             path=path, timeout=ctx.args.timeout) from None
     except exits.CtlError as error:
         watch.end_bar()
         if error.dbus_error and error.dbus_error.startswith(api.ERROR_PREFIX):
-            error.details.update(job=job_id(path), path=path)
+            error.details.update(id=job_id(path), path=path)
         raise
     number = reply.body[0]
     watch.end_bar(complete=True)
-    ctx.out.result({"job": job_id(path), "path": path, "state": "completed",
+    ctx.out.result({"id": job_id(path), "path": path, "state": "completed",
                     "number": number}, number)
     return exits.OK
