@@ -16,7 +16,7 @@ from .output import age, plural, table, timestamp
 # Job properties in API.md's order, with their JSON keys.
 JOB_KEYS = {"Id": "id", "Bits": "bits", "BitsDone": "bits_done", "Progress": "progress",
             "State": "state", "Error": "error", "OwnerUID": "owner_uid", "Owner": "owner",
-            "Created": "created", "Finished": "finished"}
+            "OwnerConnected": "owner_connected", "Created": "created", "Finished": "finished"}
 MANAGER_KEYS = {"Version": "version", "MaxQuickBits": "max_quick_bits",
                 "MaxBytes": "max_bytes", "MaxSlowBits": "max_slow_bits", "MaxJobs": "max_jobs",
                 "MaxJobsPerUser": "max_jobs_per_user", "SlowBitInterval": "slow_bit_interval",
@@ -90,6 +90,8 @@ async def show(ctx: Context) -> int:
             value = timestamp(value or 0)
         elif name == "Progress":
             value = f"{value:g}"
+        elif name == "OwnerConnected":
+            value = "yes" if value else "no"
         lines.append(f"{name}={value}")
     ctx.out.result(job_json(path, props), "\n".join(lines))
     return exits.OK
