@@ -40,7 +40,6 @@ MAX_JOBS_PER_USER = 4
 CONFIG = f"SlowBitInterval = {INTERVAL}\nMaxJobsPerUser = {MAX_JOBS_PER_USER}\n"
 LONG_BITS = 256  # about 5 s at INTERVAL: running for as long as a test looks at it
 ERROR = api.ERROR_PREFIX
-PROPERTIES = "org.freedesktop.DBus.Properties"
 # Longer than any job here and than the tools' 25 s default: a Wait lasts as long as its job.
 WAIT_TIMEOUT = 60
 
