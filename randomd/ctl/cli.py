@@ -45,10 +45,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
              "On a terminal a progress bar is drawn on standard error; Ctrl-C cancels\n"
              "the job on randomd and exits with status 130. Only the number goes to\n"
              "standard output.\n\n"
-             "A job belongs to the connection that started it: randomd cancels it when\n"
-             "randomctl exits, so with --no-wait it ends as soon as randomctl has\n"
-             "printed its path.\n\n"
+             "A job belongs to your uid, not to randomctl: with --no-wait randomctl\n"
+             "prints the job's id and exits, the job runs on, and any later randomctl\n"
+             "of yours (or root) collects its number with 'randomctl wait ID'.\n\n"
              "examples:\n  randomctl slow 8\n  n=$(randomctl slow 64)\n"
+             "  id=$(randomctl slow --no-wait 64); ...; randomctl wait \"$id\"\n"
              "  randomctl --json slow 16"),
     "jobs": ("list the slow jobs randomd knows (running, and finished ones kept for a while)",
              "examples:\n  randomctl jobs\n  randomctl --json jobs"),
@@ -56,7 +57,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
              "examples:\n  randomctl show 7\n"
              f"  randomctl show {api.job_path(7)}\n  randomctl --json show 7"),
     "wait": ("wait for a job to finish and print its number",
-             "Only the job's owner, root, or someone authorized for\n"
+             "Any process of the job's owner uid (such as the randomctl after\n"
+             "'randomctl slow --no-wait'), root, or someone authorized for\n"
              f"{api.ACTION_MANAGE_JOBS} may wait for a job. Ctrl-C stops waiting\n"
              "and leaves the job running.\n\n"
              "examples:\n  randomctl wait 7\n  randomctl --timeout 60 wait 7"),
@@ -199,7 +201,8 @@ def build_parser() -> Parser:
     sub["slow"].add_argument("bits", metavar="BITS", type=uint32, nargs="?", default=16,
                              help="how many bits, from 1 to randomd's MaxSlowBits (default 16)")
     sub["slow"].add_argument("--no-wait", action="store_true",
-                             help="print the job's path and return at once")
+                             help="print the job's id and return at once; the job runs on "
+                             "(collect it with 'randomctl wait ID')")
     for name in ("show", "wait"):
         sub[name].add_argument("job", metavar="JOB", type=job, help="a job id or path")
     sub["cancel"].add_argument("jobs", metavar="JOB", type=job, nargs="+",

@@ -92,6 +92,8 @@ async def show(ctx: Context) -> int:
             value = timestamp(value or 0)
         elif name == "Progress":
             value = f"{value:g}"
+        elif name == "OwnerConnected":
+            value = "yes" if value else "no"
         lines.append(f"{name}={value}")
     ctx.out.result(job_json(path, props), "\n".join(lines))
     return exits.OK

@@ -4,7 +4,8 @@ slow subscribes before it calls Slow, so no signal of the new job can be
 missed: the job's Finished signal (unicast to us, so only randomd can have
 sent it, and it is checked anyway) and, for the bar, the job's
 PropertiesChanged.  Signals that arrive before Slow's reply are kept until
-its path is known.  Ctrl-C cancels the job on randomd and exits 130.
+its path is known.  Ctrl-C cancels the job on randomd and exits 130 (a
+job outlives randomctl's connection: leaving alone would not end it).
 """
 
 from __future__ import annotations
@@ -123,8 +124,8 @@ async def slow(ctx: Context) -> int:
         await _cancel_started(ctx, watch, starting)
         raise exits.CtlError(exits.INTERRUPTED, "Interrupted; the job was cancelled.") from None
     watch.path = path
-    if args.no_wait:
-        ctx.out.result({"id": job_id(path), "path": path, "bits": args.bits}, path)
+    if args.no_wait:  # the job runs on after we leave: randomctl wait ID collects it
+        ctx.out.result({"id": job_id(path), "path": path, "bits": args.bits}, str(job_id(path)))
         return exits.OK
     try:
         async with asyncio.timeout(args.timeout):
@@ -163,16 +164,16 @@ async def _cancel_started(ctx: Context, watch: JobWatch, starting: asyncio.Futur
         async with asyncio.timeout(CANCEL_TIMEOUT):
             path = (await starting).body[0]
     except (exits.CtlError, TimeoutError):
-        return  # no job, or randomd cancels it when we leave the bus
+        return  # no job, or no answer to say which one: it runs on
     watch.path = path
     await _cancel(ctx, watch, path)
 
 
 async def _cancel(ctx: Context, watch: JobWatch, path: str) -> None:
-    """Cancel our job and wait briefly for its end, so it stays listed as cancelled.
+    """Cancel our job and wait briefly for its end.
 
-    Without this, leaving the bus would still cancel it, but randomd would
-    then drop it at once.
+    A job outlives our connection: unless cancelled, it would run on after
+    randomctl exits.
     """
     with contextlib.suppress(exits.CtlError, TimeoutError):
         async with asyncio.timeout(CANCEL_TIMEOUT):

@@ -121,14 +121,21 @@ def fresh_ctl(library, start_randomd):
 
 
 @pytest.fixture
-def background() -> Iterator[list[subprocess.Popen]]:
-    """randomctl processes a test started; killed if still running at its end."""
+def background(system_bus) -> Iterator[list[subprocess.Popen]]:
+    """randomctl processes a test started; killed if still running at its end.
+
+    A job outlives the randomctl that started it, so the jobs they leave on
+    this module's randomd are cancelled too, lest the next test find them.
+    """
     processes: list[subprocess.Popen] = []
     yield processes
     for process in processes:
         if process.poll() is None:
             process.kill()
         process.wait(harness.TIMEOUT)
+    # No check: the module's randomd may not have been started.
+    harness.busctl(system_bus, "call", api.BUS_NAME, api.MANAGER_PATH, api.MANAGER_INTERFACE,
+                   "CancelAll")
 
 
 # -- helpers -------------------------------------------------------------------
@@ -342,10 +349,26 @@ def test_slow_json_names_the_job(ctl, system_bus):
     assert managed_jobs(system_bus)[data["path"]]["State"] == "completed"
 
 
-def test_slow_no_wait_prints_the_job_path(ctl):
-    result = ctl("slow", "--no-wait", "4")
+def test_slow_no_wait_prints_the_job_id_and_another_randomctl_waits_for_its_number(
+        ctl, system_bus):
+    """The job outlives the randomctl that started it (about 1 s of bits)."""
+    started = ctl("slow", "--no-wait", "50", user=USER)
+    assert started.returncode == STATUS["ok"], started.stderr
+    assert re.fullmatch(r"[1-9][0-9]*\n", started.stdout), started.stdout
+    job = started.stdout.strip()
+    assert job_state(system_bus, api.job_path(int(job))) == "running"
+    waited = ctl("wait", job, user=USER)
+    assert waited.returncode == STATUS["ok"], waited.stderr
+    assert 0 <= int(waited.stdout) < 2**50
+    assert job_state(system_bus, api.job_path(int(job))) == "completed"
+
+
+def test_slow_no_wait_json_names_the_job_and_its_path(ctl):
+    result = ctl("--json", "slow", "--no-wait", "4")
     assert result.returncode == STATUS["ok"], result.stderr
-    assert re.fullmatch(re.escape(api.JOBS_PATH) + r"/[1-9][0-9]*\n", result.stdout)
+    data = json.loads(result.stdout)
+    assert data["path"] == api.job_path(data["id"]) and data["bits"] == 4
+    assert "number" not in data
 
 
 def test_slow_draws_a_progress_bar_on_a_terminal(fresh_ctl, background):
@@ -445,6 +468,7 @@ def test_show_prints_properties_by_id(ctl):
     props = dict(line.split("=", 1) for line in result.stdout.splitlines())
     assert props["Id"] == job and props["State"] == "completed" and props["Bits"] == "4"
     assert props["Path"] == api.job_path(int(job))
+    assert props["OwnerConnected"] == "no"  # the randomctl that started it has left
     # As systemctl show prints times: weekday, date, time and zone.
     assert re.fullmatch(r"[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", props["Created"])
 
@@ -452,7 +476,7 @@ def test_show_prints_properties_by_id(ctl):
 def test_show_accepts_a_job_path(ctl):
     path = json.loads(ctl("--json", "slow", "4").stdout)["path"]
     data = json.loads(ctl("--json", "show", path).stdout)
-    assert data["path"] == path and data["bits"] == 4
+    assert data["path"] == path and data["bits"] == 4 and data["owner_connected"] is False
 
 
 def test_unknown_job_fails(ctl):
