@@ -87,7 +87,6 @@ def runnable_tree(checkout: Path) -> Path:
     return copy
 
 
-
 def ensure_user(name: str) -> pwd.struct_passwd:
     """The system user *name*, created if missing (the bus drops unknown uids)."""
     try:
@@ -216,11 +215,16 @@ class NotifySocket:
         more can arrive then.
         """
         deadline = time.monotonic() + timeout
+        exited = False
         with self._arrived:
             while not self._find(key, value):
+                if not exited and gone():
+                    # What it sent just before it exited may not be read yet.
+                    exited = True
+                    deadline = min(deadline, time.monotonic() + 0.5)
                 left = deadline - time.monotonic()
-                if left <= 0 or gone():
-                    why = "before it exited" if gone() else f"in {timeout} s"
+                if left <= 0:
+                    why = "before it exited" if exited else f"in {timeout} s"
                     raise AssertionError(f"no {key}={value or '*'} from randomd {why}; "
                                          f"got {self.messages}")
                 # Woken by each datagram; the short bound is for noticing an exit.
