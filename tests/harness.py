@@ -99,10 +99,23 @@ def ensure_user(name: str) -> pwd.struct_passwd:
 
 
 def as_user(user: str | None, argv: Sequence[str]) -> list[str]:
-    """*argv* run as *user* (None: as ourselves, root)."""
+    """*argv* run as *user* (None: as ourselves, root).
+
+    *user* may not be able to read the checkout: a path into it (a script of
+    the tests) becomes the same path in REPO.
+    """
     if user is None:
         return list(argv)
-    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
+            *map(readable_path, argv)]
+
+
+def readable_path(arg: str) -> str:
+    """*arg*, or if it is a path in CHECKOUT, the same path in REPO."""
+    checkout = str(CHECKOUT)
+    if REPO != CHECKOUT and (arg == checkout or arg.startswith(checkout + "/")):
+        return str(REPO) + arg[len(checkout):]
+    return arg
 
 
 def public_tempdir(prefix: str) -> Path:

@@ -9,10 +9,11 @@ from polkit_harness import Polkitd, policy_bus
 from randomd import bus as buslib
 
 
-def pytest_report_header(config) -> str:
-    if harness.REPO == harness.CHECKOUT:
-        return f"randomd runs under uid {harness.DAEMON_USER} from this checkout"
-    return (f"randomd runs under uid {harness.DAEMON_USER} from a world-readable copy of this "
+def pytest_terminal_summary(terminalreporter) -> None:
+    # Not a report header: pytest asks for those before it loads this file.
+    if harness.REPO != harness.CHECKOUT:
+        terminalreporter.write_line(
+            f"randomd ran under uid {harness.DAEMON_USER} from a world-readable copy of this "
             f"checkout in {harness.REPO}, removed at exit: that uid cannot read the checkout")
 
 
