@@ -50,6 +50,9 @@ T = TypeVar("T")
 
 def _run(conn: _core.Connection, coro: Coroutine[Any, Any, T]) -> T:
     """Run *coro* in the client's loop and return its result, from any other thread."""
+    if conn.closed:
+        coro.close()
+        raise Closed("The randomd client is closed.")
     if threading.current_thread() is conn.thread:
         coro.close()
         raise RuntimeError("a blocking call of randomd.client was made from one of its "
