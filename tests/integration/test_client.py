@@ -66,7 +66,7 @@ def outcome(func: Callable[[], Any]) -> dict[str, Any]:
 async def async_outcome(awaitable) -> dict[str, Any]:
     try:
         return {"result": await awaitable}
-    except Exception as error:
+    except (Exception, asyncio.CancelledError) as error:
         return {"error": describe(error)}
 
 
