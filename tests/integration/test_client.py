@@ -139,13 +139,13 @@ class Scenario:
     def result(self, timeout: float = SCENARIO_TIMEOUT) -> Any:
         """The scenario's result; fails the test with its error if it raised one."""
         message = self.outcome(timeout)
-        assert "result" in message, message
+        assert "result" in message, json.dumps(message)
         return message["result"]
 
     def error(self, timeout: float = SCENARIO_TIMEOUT) -> dict[str, Any]:
         """The error the scenario raised (fails the test if it returned)."""
         message = self.outcome(timeout)
-        assert "error" in message, message
+        assert "error" in message, json.dumps(message)
         return message["error"]
 
     def kill(self) -> None:
