@@ -277,7 +277,7 @@ class Connection:
         if self._deadlines:
             self._ticker = self.loop.call_later(_TICK, self._tick)
 
-    async def _bus_call(self, member: str, signature: str, body: list[Any]) -> list[Any]:
+    async def bus_call(self, member: str, signature: str, body: list[Any]) -> list[Any]:
         """Call the bus itself (org.freedesktop.DBus)."""
         if self.closed:
             raise errors.Closed("The randomd client is closed.")
@@ -371,10 +371,15 @@ class Connection:
             self.spawn(self._wait(job))
         return job
 
-    async def jobs(self) -> list[JobInfo]:
+    async def managed_jobs(self) -> dict[str, dict[str, Any]]:
+        """Every job randomd exports: path -> its properties, as the API names them."""
         reply = await self.call(api.MANAGER_PATH, OBJECT_MANAGER, "GetManagedObjects")
-        found = [JobInfo.from_properties(path, unwrap(interfaces[api.JOB_INTERFACE]))
-                 for path, interfaces in reply.body[0].items() if api.JOB_INTERFACE in interfaces]
+        return {path: unwrap(interfaces[api.JOB_INTERFACE])
+                for path, interfaces in reply.body[0].items() if api.JOB_INTERFACE in interfaces}
+
+    async def jobs(self) -> list[JobInfo]:
+        found = [JobInfo.from_properties(path, props)
+                 for path, props in (await self.managed_jobs()).items()]
         return sorted(found, key=lambda info: info.id)
 
     async def cancel_all(self) -> None:
@@ -405,7 +410,7 @@ class Connection:
         """Add the match rules for jobs' signals, once, before the first job."""
         if self._subscribed is None:
             self._subscribed = asyncio.ensure_future(asyncio.gather(
-                *(self._bus_call("AddMatch", "s", [rule]) for rule in _RULES)))
+                *(self.bus_call("AddMatch", "s", [rule]) for rule in _RULES)))
         try:
             await asyncio.shield(self._subscribed)
         except errors.Error:
@@ -524,6 +529,7 @@ class JobBase:
         self._callbacks: list[Callback] = []
         self._progress_callbacks: list[Callback] = []
         self._ended_event = asyncio.Event()
+        self._settled = asyncio.Event()  # ended, closed, or its number refused
 
     # -- what anyone may read ------------------------------------------------
 
@@ -580,6 +586,7 @@ class JobBase:
     def _follow(self, refusal: errors.NotAuthorized) -> None:
         """Wait was refused: the job's end is seen in its properties, without its number."""
         self._refusal = refusal
+        self._settled.set()
         if self._daemon_state != State.RUNNING:
             self._end(self._daemon_state, exception=refusal)
 
@@ -609,6 +616,7 @@ class JobBase:
             self._expiry = None
         self._conn.forget(self)
         self._ended_event.set()
+        self._settled.set()
         self._notify_end()
         callbacks, self._callbacks, self._progress_callbacks = self._callbacks, [], []
         for func in callbacks:
@@ -617,6 +625,7 @@ class JobBase:
     def _close(self) -> None:
         """The client was closed before the job ended: wake every waiter."""
         self._ended_event.set()
+        self._settled.set()
 
     def _notify_end(self) -> None:
         """The job ended (a hook of the public classes)."""
@@ -674,6 +683,15 @@ class JobBase:
         await self._ended_event.wait()
         if not self._ended:
             raise errors.Closed(f"The randomd client was closed before job {self.id} ended.")
+
+    async def _collect(self) -> int:
+        """The number; NotAuthorized as soon as randomd refuses it, without waiting for the end."""
+        await self._settled.wait()
+        if self._refusal is not None and not self._ended:
+            raise self._refusal
+        if not self._ended:
+            raise errors.Closed(f"The randomd client was closed before job {self.id} ended.")
+        return self._value()
 
     async def _info(self) -> JobInfo:
         props, _ = await self._conn.get_all(self.path, api.JOB_INTERFACE)

@@ -114,6 +114,13 @@ class Job(_core.JobBase):
             raise TimeoutError(f"Job {self.id} did not end within {timeout:g} s.")
         return self._value()
 
+    async def collect(self, timeout: float | None = None) -> int:
+        """The number, as ``await job``, but: cancelling this leaves the job running, and
+        a job whose number randomd refuses (another user's) raises NotAuthorized at once
+        instead of once it ends.  TimeoutError after *timeout* seconds."""
+        async with asyncio.timeout(timeout):
+            return await self._collect()
+
     async def cancel(self) -> None:
         """End the job as cancelled on randomd; return once its end is seen.
 

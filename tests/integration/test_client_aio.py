@@ -272,6 +272,23 @@ def test_job_of_another_process_of_the_same_user_is_awaitable(start):
     assert attached == {"value": {"result": starter.result()}, "state": "completed"}
 
 
+async def scenario_collect(address, job_id):
+    from randomd.client import aio
+    async with aio.Client(address=address) as client:
+        job = await client.job(job_id)
+        error = await async_outcome(job.collect())
+        return {"error": error["error"], "ready": job.ready}
+
+
+def test_collect_of_another_users_job_is_refused_at_once(start):
+    starter = start(scenario_start_and_hold, 200, user=None)  # root's job, 4 s
+    job_id = starter.event()
+    result = start(scenario_collect, job_id).result()
+    starter.send()
+    starter.kill()
+    assert result["error"]["class"] == "NotAuthorized" and result["ready"] is False
+
+
 @NEEDS_12
 def test_job_of_a_process_that_left_is_awaitable(start):
     job_id = start(scenario_start_and_leave, 40).result()
