@@ -164,12 +164,18 @@ class Connection:
         for job in list(self._live.values()):
             job._close()
         self.bus.disconnect()
+        current = asyncio.current_task()
+        cancelling = current.cancelling() if current is not None else 0
         try:
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self.bus.wait_for_disconnect()
+        except asyncio.CancelledError:
+            # Someone cancelled the library's disconnect future (a task awaiting
+            # wait_for_disconnect that was cancelled); only our own cancellation counts.
+            if current is not None and current.cancelling() > cancelling:
+                raise
         except Exception:  # already gone, or slow: the socket is closed anyway
             pass
-        current = asyncio.current_task()
         tasks = [task for task in self._tasks if task is not current]
         for task in tasks:
             task.cancel()
