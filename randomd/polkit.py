@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from . import errors
 from .bus import Bus, DBusError, Message, MessageFlag, MessageType, Variant
 from .callers import Caller, CallerRegistry
-from .service import Call
 
 log = logging.getLogger("randomd.polkit")
 
@@ -119,18 +118,22 @@ class Authority:
         self._gates: dict[int, _Gate] = {}
         callers.on_gone(self._caller_gone)
 
-    async def authorize(self, call_: Call, action: str) -> Caller:
-        """Return the caller when it may do *action*; raise AccessDenied or
-        InteractiveAuthorizationRequired otherwise."""
-        caller = await self._callers.lookup(call_.sender)
+    async def authorize(self, sender: str, action: str, *, interactive: bool) -> Caller:
+        """Return the caller *sender* when it may do *action*; raise AccessDenied or
+        InteractiveAuthorizationRequired otherwise.
+
+        *interactive*: the call allows polkit to ask for a password
+        (ALLOW_INTERACTIVE_AUTHORIZATION).
+        """
+        caller = await self._callers.lookup(sender)
         if caller.uid == 0:
             return caller
         if caller.gone:
             raise errors.AccessDenied(_abandoned(action))
-        authorized, challenge = await self._check(caller, action, call_.interactive)
+        authorized, challenge = await self._check(caller, action, interactive)
         if authorized:
             return caller
-        if challenge and not call_.interactive:
+        if challenge and not interactive:
             raise errors.InteractiveAuthorizationRequired(
                 f"Authentication is required for {action}; allow interactive authorization.")
         raise errors.AccessDenied(f"Not authorized for {action}.")
