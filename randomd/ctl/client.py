@@ -12,14 +12,13 @@ import asyncio
 from typing import Any, Callable
 
 from .. import api
+from ..api import BUS_DAEMON as _DBUS
 from ..bus import Bus, DBusError, Message, MessageFlag, MessageType, Variant, connect
 from . import exits
 from .cli import DEFAULT_TIMEOUT
 
 PROPERTIES = "org.freedesktop.DBus.Properties"
 OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
-_DBUS = dict(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-             interface="org.freedesktop.DBus")
 _STANDARD = "org.freedesktop.DBus.Error."
 # A password typed at a polkit prompt may take a while.
 INTERACTIVE_TIMEOUT = 300.0

@@ -15,15 +15,13 @@ import contextlib
 from typing import Any
 
 from .. import api
+from ..api import RANDOMD_OWNER_CHANGED as _NAME_OWNER_CHANGED
 from ..bus import MessageType
 from . import exits
 from .client import PROPERTIES, match_rule
 from .context import Context
 from .progress import ProgressBar
 
-_NAME_OWNER_CHANGED = ("type='signal',sender='org.freedesktop.DBus',"
-                       "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
-                       f"path='/org/freedesktop/DBus',arg0='{api.BUS_NAME}'")
 CANCEL_TIMEOUT = 5.0  # seconds to cancel a job and see it end after Ctrl-C
 
 _ENDINGS = {
