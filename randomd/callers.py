@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from . import api, errors
 from .bus import Bus, DBusError, Message, MessageType, call
@@ -61,7 +62,8 @@ class CallerRegistry:
         return await asyncio.shield(future)
 
     async def _ask_uid(self, unique_name: str) -> Caller:
-        msg = Message(**api.BUS_DAEMON, member="GetConnectionUnixUser", signature="s", body=[unique_name])
+        msg = Message(**api.BUS_DAEMON, member="GetConnectionUnixUser", signature="s",
+                      body=[unique_name])
         try:
             (uid,) = await call(self._bus, msg, LOOKUP_TIMEOUT)
         except DBusError as error:

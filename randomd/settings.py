@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from . import config as configuration, logs
-from .config import Config
+from . import logs
+from .config import Config, load
 from .errors import ConfigError
 
 log = logging.getLogger("randomd")
@@ -42,7 +42,7 @@ class Settings:
     @classmethod
     def load(cls, path: Path, *, log_level: str | None = None) -> Settings:
         """Read *path* (a missing file means the defaults); raises ConfigError."""
-        return cls(path, configuration.load(path), log_level=log_level)
+        return cls(path, load(path), log_level=log_level)
 
     @property
     def current(self) -> Config:
@@ -63,7 +63,7 @@ class Settings:
         for listener in self._listeners:
             listener.reloading()
         try:
-            config = configuration.load(self.path)
+            config = load(self.path)
         except ConfigError as error:
             log.error("reload failed, keeping the old configuration: %s", error)
             raise
