@@ -16,11 +16,8 @@ import contextlib
 import logging
 import signal
 import sys
-import types
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import __version__, api, config as configuration, logs, notify
+from . import __version__, api, logs, notify, options
 from .bus import Bus, DBusError, NameFlag, RequestNameReply, connect
 from .callers import CallerRegistry
 from .errors import ConfigError
@@ -31,78 +28,18 @@ from .polkit import Authority
 from .service import ObjectTree
 from .settings import Settings
 
-if TYPE_CHECKING:
-    import argparse
-
 log = logging.getLogger("randomd")
 
 EX_CONFIG = 78
 
 
-# The options _parse_usual reads: those with a value, and the bus choices.
-_VALUED = {"--address": "address", "--config": "config", "--log-level": "log_level"}
-_WHERE = {"--system": "system", "--session": "session"}
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace | types.SimpleNamespace:
-    """The command line.  The usual options are read without argparse (its
-    import is a few per cent of randomd's start-up); anything else, --help
-    and every mistake go to argparse, which answers them as it always did."""
-    usual = _parse_usual(sys.argv[1:] if argv is None else argv)
-    return usual if usual is not None else _parse_with_argparse(argv)
-
-
-def _parse_usual(argv: list[str]) -> types.SimpleNamespace | None:
-    """What argparse would return for *argv*, if it is made of the usual
-    options, each at most once and spelled out; else None."""
-    values: dict = {"bus": None, "address": None, "config": configuration.DEFAULT_PATH,
-                    "log_level": None}
-    seen: set[str] = set()
-    tokens = iter(argv)
-    for token in tokens:
-        if token in seen:
-            return None
-        seen.add(token)
-        if token in _WHERE:
-            values["bus"] = _WHERE[token]
-        elif token in _VALUED:
-            value = next(tokens, None)
-            if value is None or value.startswith("-"):
-                return None
-            values[_VALUED[token]] = value
-        else:
-            return None
-    if len(seen & {"--system", "--session", "--address"}) > 1:  # mutually exclusive
-        return None
-    if values["log_level"] is not None and values["log_level"] not in configuration.LOG_LEVELS:
-        return None
-    if "--config" in seen:
-        values["config"] = Path(values["config"])
-    return types.SimpleNamespace(**values)
-
-
-def _parse_with_argparse(argv: list[str] | None) -> argparse.Namespace:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="randomd", description="Serve random numbers on the D-Bus system bus.")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--system", dest="bus", action="store_const", const="system",
-                       help="serve on the system bus (the default)")
-    where.add_argument("--session", dest="bus", action="store_const", const="session",
-                       help="serve on the session bus (for development)")
-    where.add_argument("--address", metavar="ADDR", help="serve on the bus at this address")
-    parser.add_argument("--config", metavar="PATH", type=Path, default=configuration.DEFAULT_PATH,
-                        help=f"configuration file (default {configuration.DEFAULT_PATH})")
-    parser.add_argument("--log-level", choices=configuration.LOG_LEVELS,
-                        help="overrides LogLevel from the configuration file")
-    parser.add_argument("--version", action="version", version=f"randomd {__version__}")
-    return parser.parse_args(argv)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the randomd command."""
-    args = parse_args(argv)
+    try:
+        args = options.parse(sys.argv[1:] if argv is None else argv)
+    except options.Exit as exit_:
+        print(exit_.text, end="", file=sys.stdout if exit_.status == 0 else sys.stderr)
+        return exit_.status
     try:
         settings = Settings.load(args.config, log_level=args.log_level)
     except ConfigError as error:
@@ -115,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
 class Daemon:
     """One run of the service, from connecting to exiting."""
 
-    def __init__(self, args: argparse.Namespace | types.SimpleNamespace,
-                 settings: Settings) -> None:
+    def __init__(self, args: options.Options, settings: Settings) -> None:
         self._args = args
         self._settings = settings
         self._stop = asyncio.Event()
