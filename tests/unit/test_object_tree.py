@@ -42,12 +42,14 @@ class StandInBus:
         self.handlers: list[Callable[[Any], bool]] = []
         self.writer = self.Writer()
         self._serials = iter(range(1, 1 << 30))
+        self._posted = asyncio.Event()
 
     def add_message_handler(self, handler: Callable[[Any], bool]) -> None:
         self.handlers.append(handler)
 
     def post(self, msg: Any) -> None:
         self.sent.append(msg)
+        self._posted.set()
 
     def deliver(self, msg: Any) -> bool:
         """Hand *msg* to the handlers as the library would; True if one took it."""
@@ -74,6 +76,14 @@ class StandInBus:
         assert reply.destination == SENDER
         return reply
 
+    async def wait_reply(self, to: Any) -> Any:
+        """The one reply for *to*, once posted (an async handler's comes later)."""
+        async with asyncio.timeout(5):
+            while not self.replies(to):
+                self._posted.clear()
+                await self._posted.wait()
+        return self.reply(to)
+
     def signals(self, member: str) -> list[Any]:
         return [m for m in self.sent if m.message_type == MessageType.SIGNAL and m.member == member]
 
@@ -90,6 +100,7 @@ class Thing(Interface, name=INTERFACE):
 
     def __init__(self) -> None:
         self.level = 3
+        self.started = asyncio.Event()  # Later is running, waiting for its gate
         self.gate: asyncio.Future[str] | None = None
 
     @method("u", "s", ("text",))
@@ -115,6 +126,7 @@ class Thing(Interface, name=INTERFACE):
     @method("", "s", ("result",))
     async def Later(self, call: Call) -> str:
         self.gate = asyncio.get_running_loop().create_future()
+        self.started.set()
         return await self.gate
 
     @dbus_property("u", "true")
@@ -150,10 +162,11 @@ def tree(bus: StandInBus, thing: Thing) -> ObjectTree:
     return tree
 
 
-async def settle() -> None:
-    """Let the tasks of async handlers run to their reply."""
-    for _ in range(5):
-        await asyncio.sleep(0)
+async def started(thing: Thing) -> asyncio.Future[str]:
+    """The gate of Thing.Later, once a call to it is running."""
+    await asyncio.wait_for(thing.started.wait(), 5)
+    assert thing.gate is not None
+    return thing.gate
 
 
 # Routing
@@ -278,30 +291,25 @@ def test_no_reply_is_sent_when_none_is_expected(bus: StandInBus, tree: ObjectTre
 async def test_an_async_handler_is_answered_when_it_returns(
         bus: StandInBus, tree: ObjectTree, thing: Thing) -> None:
     call = bus.call(ROOT, INTERFACE, "Later")
-    await settle()
+    gate = await started(thing)
     assert bus.replies(call) == [] and tree.calls_in_flight() == 1
-    assert thing.gate is not None
-    thing.gate.set_result("done")
-    await settle()
-    assert bus.reply(call).body == ["done"] and tree.calls_in_flight() == 0
+    gate.set_result("done")
+    assert (await bus.wait_reply(call)).body == ["done"] and tree.calls_in_flight() == 0
 
 
 async def test_an_async_handler_that_raises_is_answered_with_the_error(
         bus: StandInBus, tree: ObjectTree, thing: Thing) -> None:
     call = bus.call(ROOT, INTERFACE, "Later")
-    await settle()
-    assert thing.gate is not None
-    thing.gate.set_exception(errors.QuotaExceeded("Too many."))
-    await settle()
-    assert error_of(bus.reply(call)) == (errors.QuotaExceeded.dbus_name, "Too many.")
+    (await started(thing)).set_exception(errors.QuotaExceeded("Too many."))
+    assert error_of(await bus.wait_reply(call)) == (errors.QuotaExceeded.dbus_name, "Too many.")
 
 
 async def test_a_cancelled_call_is_answered_shutting_down(
-        bus: StandInBus, tree: ObjectTree) -> None:
+        bus: StandInBus, tree: ObjectTree, thing: Thing) -> None:
     call = bus.call(ROOT, INTERFACE, "Later")
-    await settle()
+    await started(thing)
     await tree.cancel_calls()
-    assert error_of(bus.reply(call)) == (errors.ShuttingDown.dbus_name,
+    assert error_of(await bus.wait_reply(call)) == (errors.ShuttingDown.dbus_name,
                                          "randomd is shutting down.")
 
 
@@ -340,8 +348,7 @@ def test_get_all_returns_every_property(bus: StandInBus, tree: ObjectTree) -> No
 async def test_set_changes_a_property_and_announces_it(bus: StandInBus, tree: ObjectTree) -> None:
     call = bus.call(ROOT, STANDARD + "Properties", "Set", "ssv", [INTERFACE, "Level",
                                                                   Variant("u", 9)])
-    await settle()
-    assert bus.reply(call).message_type == MessageType.METHOD_RETURN
+    assert (await bus.wait_reply(call)).message_type == MessageType.METHOD_RETURN
     (changed,) = bus.signals("PropertiesChanged")
     assert (changed.path, changed.body) == (ROOT, [INTERFACE, {"Level": Variant("u", 9)}, []])
 
@@ -349,8 +356,7 @@ async def test_set_changes_a_property_and_announces_it(bus: StandInBus, tree: Ob
 async def test_a_setter_that_refuses_changes_nothing(bus: StandInBus, tree: ObjectTree) -> None:
     call = bus.call(ROOT, STANDARD + "Properties", "Set", "ssv", [INTERFACE, "Level",
                                                                   Variant("u", 11)])
-    await settle()
-    assert error_of(bus.reply(call)) == (errors.InvalidArgument.dbus_name,
+    assert error_of(await bus.wait_reply(call)) == (errors.InvalidArgument.dbus_name,
                                          "Level must be at most 10, not 11.")
     assert bus.signals("PropertiesChanged") == []
 
