@@ -107,3 +107,12 @@ def test_the_daemon_prints_its_version_on_stdout() -> None:
                             capture_output=True, text=True, timeout=30, cwd=CHECKOUT)
     assert (result.returncode, result.stdout, result.stderr) == (
         0, f"randomd {__version__}\n", "")
+
+
+def test_start_up_does_not_import_argparse() -> None:
+    code = ("import sys, randomd.daemon\n"
+            "randomd.daemon.options.parse(['--session', '--config', '/x'])\n"
+            "print('argparse' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=30, cwd=CHECKOUT, check=True)
+    assert result.stdout == "False\n"
