@@ -21,7 +21,6 @@ from .context import Context
 from .follow import job_id
 
 
-
 def describe(event: dict[str, Any]) -> str:
     """One event as a line of text (without its time)."""
     kind, job = event["event"], event.get("id")
