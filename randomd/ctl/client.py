@@ -12,7 +12,8 @@ import asyncio
 from typing import Any, Callable
 
 from .. import api
-from ..bus import Bus, DBusError, Message, MessageFlag, MessageType, Variant, connect
+from ..bus import (Bus, DBusError, Message, MessageFlag, MessageType, UnsupportedLibrary, Variant,
+                   connect)
 from . import exits
 from .cli import DEFAULT_TIMEOUT
 
@@ -60,6 +61,8 @@ class Client:
         except TimeoutError:
             raise exits.CtlError(exits.UNAVAILABLE,
                                  f"Cannot connect to {label}: it did not answer.") from None
+        except UnsupportedLibrary as error:
+            raise exits.CtlError(exits.UNAVAILABLE, f"{error}.") from None
         except Exception as error:  # no socket, refused, bad address, authentication
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             raise exits.CtlError(exits.UNAVAILABLE,
