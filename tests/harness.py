@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Sequence
 
 REPO = Path(__file__).resolve().parent.parent
-# Other uids cannot read a Python installed under /root: use Debian's.
-PYTHON = "/usr/bin/python3"
+# Other uids cannot read a Python installed under /root: use Debian's, or a
+# venv that the randomd uid can read (packaging/run-venv-tests sets this).
+PYTHON = os.environ.get("RANDOMD_TEST_PYTHON", "/usr/bin/python3")
 DAEMON_USER = "randomd"
 TEST_USER = "randomd-test"
 LIBRARIES = ("dbus_fast", "dbus_next")
