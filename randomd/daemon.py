@@ -1,7 +1,8 @@
 """randomd, the daemon: connect, own the name, serve until told to stop.
 
 Exit status: 0 after SIGTERM/SIGINT or an idle exit, 1 when the bus is lost
-or the name cannot be owned, 78 (EX_CONFIG) for a bad configuration file.
+or the name cannot be owned, 78 (EX_CONFIG) for a bad configuration file or
+a bus library randomd does not know.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import signal
 import sys
 
 from . import __version__, api, logs, notify, options
-from .bus import Bus, DBusError, NameFlag, RequestNameReply, connect
+from .bus import Bus, DBusError, NameFlag, RequestNameReply, UnsupportedLibrary, connect
 from .callers import CallerRegistry
 from .errors import ConfigError
 from .job_object import JobPublisher, no_such_job
@@ -60,6 +61,9 @@ class Daemon:
     async def run(self) -> int:
         try:
             bus = await connect(self._args.address, system=self._args.bus != "session")
+        except UnsupportedLibrary as error:  # restarting cannot help: as for a bad config
+            print(f"randomd: {error}", file=sys.stderr)
+            return EX_CONFIG
         except Exception as error:  # no socket, refused, bad address, auth
             print(f"randomd: cannot connect to the bus: {error}", file=sys.stderr)
             return 1

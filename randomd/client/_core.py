@@ -151,6 +151,8 @@ class Connection:
         except TimeoutError:
             raise errors.Unavailable(f"Cannot connect to {label}: it did not answer "
                                      f"within {timeout:g} s.") from None
+        except buslib.UnsupportedLibrary as error:  # one line, as randomd says it
+            raise errors.Unavailable(f"{error}.") from None
         except Exception as error:  # no socket, refused, bad address, authentication
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
             raise errors.Unavailable(f"Cannot connect to {label}: {reason}.") from None
