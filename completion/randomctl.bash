@@ -16,8 +16,8 @@ _randomctl_job_ids()
             --address=*) bus+=("${words[i]}") ;;
         esac
     done
-    randomctl "${bus[@]}" --json --no-ask-password --timeout 2 jobs 2>/dev/null |
-        grep -o '"id": *"[0-9]*"' | grep -o '[0-9][0-9]*'
+    randomctl "${bus[@]}" --json=short --no-ask-password --timeout 2 jobs 2>/dev/null |
+        grep -o '"id":[0-9]*' | grep -o '[0-9][0-9]*'
 }
 
 _randomctl()
@@ -33,8 +33,15 @@ _randomctl()
         cword=$COMP_CWORD
     fi
 
-    local commands="quick bytes slow jobs show wait cancel cancel-all status monitor set-interval"
-    local global="--system --session --address --json --no-ask-password --timeout --help"
+    local commands="quick bytes slow jobs show wait cancel cancel-all status monitor set-interval
+                    reload"
+    local global="--system --session --address --json --json= --no-legend --quiet --no-pager
+                  --no-ask-password --timeout --help"
+
+    if [[ $cur == --json=* ]]; then
+        mapfile -t COMPREPLY < <(compgen -P --json= -W "short pretty off" -- "${cur#--json=}")
+        return
+    fi
 
     case $prev in
         --address | --timeout)
@@ -56,9 +63,9 @@ _randomctl()
 
     if [[ -z $command ]]; then
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "$global --version" -- "$cur"))
+            mapfile -t COMPREPLY < <(compgen -W "$global --version" -- "$cur")
         else
-            COMPREPLY=($(compgen -W "$commands" -- "$cur"))
+            mapfile -t COMPREPLY < <(compgen -W "$commands" -- "$cur")
         fi
         return
     fi
@@ -69,12 +76,12 @@ _randomctl()
         slow) options+=" --no-wait" ;;
     esac
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "$options" -- "$cur"))
+        mapfile -t COMPREPLY < <(compgen -W "$options" -- "$cur")
         return
     fi
     case $command in
         show | wait | cancel)
-            COMPREPLY=($(compgen -W "$(_randomctl_job_ids)" -- "$cur"))
+            mapfile -t COMPREPLY < <(compgen -W "$(_randomctl_job_ids)" -- "$cur")
             ;;
     esac
 } &&

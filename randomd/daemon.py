@@ -188,12 +188,18 @@ class Daemon:
         return True
 
     async def _idle_exit(self) -> None:
-        """Return once no job exists and no call came for IdleExitSec."""
+        """Return once no job exists, no call is being answered and none came for IdleExitSec.
+
+        A call being answered may wait minutes for polkit (a password being
+        typed) with no job in the table: exiting then would answer it
+        ShuttingDown.  Its answer restarts the count.
+        """
         loop = asyncio.get_running_loop()
         idle_exit_sec = self._config.idle_exit_sec
         while True:
             remaining = idle_exit_sec - (loop.time() - self._tree.last_call)
-            if remaining <= 0 and self._jobs.idle():
+            busy = self._tree.calls_in_flight() or not self._jobs.idle()
+            if remaining <= 0 and not busy:
                 log.info("idle for %g s, exiting", idle_exit_sec)
                 return
             # A timer, not a poll: it fires at most once per IdleExitSec.

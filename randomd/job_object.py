@@ -2,8 +2,9 @@
 
 JobPublisher receives the job core's events and turns them into D-Bus:
 InterfacesAdded/InterfacesRemoved from the manager, coalesced
-PropertiesChanged for progress, and the Finished signal, unicast to the
-owner alone because it carries the owner's secret.
+PropertiesChanged for progress and for the owner's departure, and the
+Finished signal, unicast to the owner alone because it carries the owner's
+secret.
 """
 
 from __future__ import annotations
@@ -92,6 +93,10 @@ class JobObject(Interface, name=api.JOB_INTERFACE):
     def Owner(self) -> str:
         return self.job.owner
 
+    @dbus_property("b", "true")
+    def OwnerConnected(self) -> bool:
+        return self.job.owner_connected
+
     @dbus_property("t", "const")
     def Created(self) -> int:
         return self.job.created_us
@@ -173,6 +178,8 @@ class JobPublisher:
         obj = self._objects[job.id]
         self._tree.properties_changed(path, obj, ["BitsDone", "Progress", "State", "Error",
                                                   "Finished"])
+        # Even when the owner has left: the bus then drops it, and no one
+        # else may receive it.
         number = str(job.number) if job.number is not None else ""
         self._tree.emit(path, api.JOB_INTERFACE, "Finished", "sss",
                         [str(job.state), number, job.error_name], destination=job.owner)
@@ -180,6 +187,11 @@ class JobPublisher:
                  extra={"RANDOMD_JOB": job.id, "RANDOMD_UID": job.owner_uid,
                         "RANDOMD_SENDER": job.owner})
         self._on_change()
+
+    def job_owner_left(self, job: Job) -> None:
+        obj = self._objects.get(job.id)
+        if obj is not None:
+            self._tree.properties_changed(api.job_path(job.id), obj, ["OwnerConnected"])
 
     def job_removed(self, job: Job) -> None:
         self._pending.pop(job.id, None)

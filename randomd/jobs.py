@@ -7,6 +7,12 @@ invariant: every job that start() accepted reaches exactly one terminal
 state, announced by exactly one job_finished, and later leaves the table
 with exactly one job_removed.
 
+A job belongs to its owner's uid, not to the connection that started it:
+when that connection leaves the bus the job runs on (job_owner_left tells
+the D-Bus layer), so that a job started by one command can be collected by
+the next.  Quotas, JobTimeout and the caps on kept results bound what such
+jobs can hold.
+
 That is why a job's end is handled in its task's done callback and never in
 the coroutine: a task cancelled before its first step never runs a line of
 its coroutine (not even a finally clause), but its done callbacks always run.
@@ -69,6 +75,8 @@ class Job:
     finished_us: int = 0
     bits_done: int = 0
     state: JobState = JobState.RUNNING
+    # False once the connection that started the job has left the bus.
+    owner_connected: bool = True
     error: type[RandomdError] | None = None
     error_message: str = ""
     # The owner's secret.  Out of repr, so that no log line formatting a job
@@ -98,6 +106,7 @@ class JobEvents(Protocol):
     def job_progress(self, job: Job) -> None: ...
     def job_finished(self, job: Job) -> None: ...
     def job_removed(self, job: Job) -> None: ...
+    def job_owner_left(self, job: Job) -> None: ...
 
 
 def wall_clock_us() -> int:
@@ -117,8 +126,6 @@ class _Run:
     finished: asyncio.Event = field(default_factory=asyncio.Event)
     # Why the manager stopped the task; the first reason given wins.
     stop_reason: RandomdError | None = None
-    # Set when the owner left the bus: nobody is left to collect the result.
-    remove_when_finished: bool = False
     deadline: asyncio.TimerHandle | None = None
     # Once finished: the timer that removes it after ResultTTL.
     expiry: asyncio.TimerHandle | None = None
@@ -143,6 +150,9 @@ class JobManager:
         # RESULTS_PER_JOB_SLOT).
         self._retained: dict[int, _Run] = {}
         self._retained_by_uid: dict[int, deque[_Run]] = {}
+        # The jobs of each owner still on the bus, so that a departure (any
+        # name's on the bus, not only clients') costs nothing when it had none.
+        self._by_owner: dict[str, dict[int, _Run]] = {}
         self._shutting_down = False
 
     # Starting and looking up
@@ -158,6 +168,7 @@ class JobManager:
         job = Job(self._last_id, bits, owner, owner_uid, interval, self._clock())
         run = _Run(job)
         self._runs[job.id] = run
+        self._by_owner.setdefault(owner, {})[job.id] = run
         self._active += 1
         self._active_by_uid[owner_uid] += 1
         run.task = loop.create_task(self._draw(run), name=f"randomd-job-{job.id}")
@@ -227,14 +238,15 @@ class JobManager:
                    for run in list(self._runs.values()))
 
     def owner_gone(self, owner: str) -> None:
-        """Cancel the running jobs of an owner that left the bus, and drop them once finished.
+        """Note that the connection *owner* left the bus; its jobs go on.
 
-        Its finished jobs stay until their ResultTTL, like anyone's.
+        Running jobs run to their end and count against their uid's quota
+        as before; finished ones stay their ResultTTL.  Any connection of
+        the owner's uid may still wait for them or cancel them.
         """
-        for run in list(self._runs.values()):
-            if run.job.owner == owner and not run.job.finished:
-                run.remove_when_finished = True
-                self._stop(run, Cancelled(f"Job {run.job.id} was cancelled."))
+        for run in self._by_owner.pop(owner, {}).values():
+            run.job.owner_connected = False
+            self._notify("job_owner_left", run.job)
 
     async def shutdown(self) -> None:
         """Refuse new jobs, end every running one as failed with ShuttingDown.
@@ -346,7 +358,7 @@ class JobManager:
 
     def _retire(self, run: _Run) -> None:
         ttl = self.config.result_ttl
-        if run.remove_when_finished or ttl <= 0:
+        if ttl <= 0:
             self._remove(run)
             return
         run.expiry = asyncio.get_running_loop().call_later(ttl, self._remove, run)
@@ -369,6 +381,10 @@ class JobManager:
             mine.remove(run)
             if not mine:
                 del self._retained_by_uid[run.job.owner_uid]
+        mine_by_owner = self._by_owner.get(run.job.owner)
+        if mine_by_owner is not None and mine_by_owner.pop(run.job.id, None) is run:
+            if not mine_by_owner:
+                del self._by_owner[run.job.owner]
         if self._runs.pop(run.job.id, None) is run:
             self._notify("job_removed", run.job)
 

@@ -184,6 +184,7 @@ class ObjectTree:
         self._bus = bus
         self._manager_path = manager_path
         self._no_object = no_object or _unknown_object
+        # When the last call came, or the last call that waited was answered.
         self.last_call = _monotonic()
         self._objects: dict[str, dict[str, Interface]] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -232,6 +233,10 @@ class ObjectTree:
         """True while the bus does not keep up with what randomd sends."""
         return self._bus.writer.congested
 
+    def calls_in_flight(self) -> int:
+        """How many calls are still being handled (waiting for polkit or for a job)."""
+        return len(self._tasks)
+
     async def cancel_calls(self) -> None:
         """Cancel the calls still being handled; each still gets its reply."""
         for task in list(self._tasks):
@@ -274,6 +279,7 @@ class ObjectTree:
 
     def _reply_task(self, msg: Any, out_signature: str, task: asyncio.Task) -> None:
         self._tasks.discard(task)
+        self.last_call = _monotonic()  # idle time counts from the answer
         if task.cancelled():
             self._reply_error(msg, errors.ShuttingDown("randomd is shutting down."))
         elif task.exception() is not None:

@@ -4,23 +4,31 @@ The bus is a private dbus-daemon configured like the system bus (default
 deny, EXTERNAL auth) that loads the shipped policy from conf/dbus-1/system.d.
 randomd runs as a real subprocess under the ``randomd`` uid, and tells the
 harness it is ready through a NOTIFY_SOCKET the harness owns, as systemd would.
+
+Other uids run code from REPO: the checkout itself when any uid can read it,
+otherwise (a clone under /root, mode 0700) a world-readable copy of it made
+at import and removed at exit.  CHECKOUT is where the tests came from.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
 import pwd
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
-REPO = Path(__file__).resolve().parent.parent
+CHECKOUT = Path(__file__).resolve().parent.parent
+# Not needed by other uids, and not worth copying.
+NOT_COPIED = (".git", "build", "__pycache__", ".pytest_cache", ".hypothesis")
 # Other uids cannot read a Python installed under /root: use Debian's.
 PYTHON = "/usr/bin/python3"
 DAEMON_USER = "randomd"
@@ -28,7 +36,55 @@ TEST_USER = "randomd-test"
 LIBRARIES = ("dbus_fast", "dbus_next")
 TIMEOUT = 10.0
 
-BUS_CONFIG_TEMPLATE = REPO / "packaging/system-like-bus.conf.in"
+STDERR_TAIL = 20  # lines of randomd's stderr quoted when it does not start
+
+# Every temporary directory the harness made, so that none outlives the run,
+# even when a test fails before it stops what it started.
+_tempdirs: set[Path] = set()
+
+
+@atexit.register
+def _remove_tempdirs() -> None:
+    for path in _tempdirs:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def readable_by_anyone(top: Path) -> bool:
+    """Whether a uid outside our groups can enter *top* and read every file in it.
+
+    Judged by the "other" mode bits, which is what decides for the randomd
+    user: it is in none of root's groups.
+    """
+    if any(not d.stat().st_mode & stat.S_IXOTH for d in top.parents):
+        return False
+    for directory, subdirs, files in os.walk(top):
+        subdirs[:] = [d for d in subdirs if d not in NOT_COPIED]
+        if os.stat(directory).st_mode & 0o005 != 0o005:
+            return False
+        if any(not os.stat(os.path.join(directory, f)).st_mode & stat.S_IROTH for f in files):
+            return False
+    return True
+
+
+def _publish(tree: Path) -> None:
+    """Let every uid read *tree* and enter its directories; executables stay executable."""
+    for directory, _subdirs, files in os.walk(tree):
+        os.chmod(directory, 0o755)
+        for name in files:
+            path = os.path.join(directory, name)
+            mode = os.stat(path).st_mode
+            os.chmod(path, 0o755 if mode & stat.S_IXUSR else 0o644)
+
+
+def runnable_tree(checkout: Path) -> Path:
+    """*checkout* if any uid can read it, else a world-readable copy removed at exit."""
+    if readable_by_anyone(checkout):
+        return checkout
+    copy = public_tempdir("randomd-tree-")
+    shutil.copytree(checkout, copy, dirs_exist_ok=True,
+                    ignore=shutil.ignore_patterns(*NOT_COPIED))
+    _publish(copy)
+    return copy
 
 
 def ensure_user(name: str) -> pwd.struct_passwd:
@@ -43,17 +99,41 @@ def ensure_user(name: str) -> pwd.struct_passwd:
 
 
 def as_user(user: str | None, argv: Sequence[str]) -> list[str]:
-    """*argv* run as *user* (None: as ourselves, root)."""
+    """*argv* run as *user* (None: as ourselves, root).
+
+    *user* may not be able to read the checkout: a path into it (a script of
+    the tests) becomes the same path in REPO.
+    """
     if user is None:
         return list(argv)
-    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups",
+            *map(readable_path, argv)]
+
+
+def readable_path(arg: str) -> str:
+    """*arg*, or if it is a path in CHECKOUT, the same path in REPO."""
+    checkout = str(CHECKOUT)
+    if REPO != CHECKOUT and (arg == checkout or arg.startswith(checkout + "/")):
+        return str(REPO) + arg[len(checkout):]
+    return arg
 
 
 def public_tempdir(prefix: str) -> Path:
     """A fresh directory other uids can enter (sockets and configs live there)."""
     path = Path(tempfile.mkdtemp(prefix=prefix))
     path.chmod(0o755)
+    _tempdirs.add(path)
     return path
+
+
+def remove_tempdir(path: Path) -> None:
+    """Remove a directory made by public_tempdir()."""
+    shutil.rmtree(path, ignore_errors=True)
+    _tempdirs.discard(path)
+
+
+REPO = runnable_tree(CHECKOUT)
+BUS_CONFIG_TEMPLATE = REPO / "packaging/system-like-bus.conf.in"
 
 
 def wait_for(condition, timeout: float = TIMEOUT, what: str = "condition"):
@@ -99,8 +179,10 @@ class SystemBus:
     def stop(self) -> None:
         self.resume()
         self.process.terminate()
-        self.process.wait(TIMEOUT)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        try:
+            self.process.wait(TIMEOUT)
+        finally:
+            remove_tempdir(self.dir)
 
 
 class NotifySocket:
@@ -138,12 +220,28 @@ class NotifySocket:
     def _find(self, key: str, value: str | None) -> dict | None:
         return next((m for m in self.messages if key in m and value in (None, m[key])), None)
 
-    def wait_for(self, key: str, value: str | None = None, timeout: float = TIMEOUT) -> dict:
-        """The first datagram that sets *key* (to *value*), waiting for it if need be."""
+    def wait_for(self, key: str, value: str | None = None, timeout: float = TIMEOUT,
+                 gone: Callable[[], bool] = lambda: False) -> dict:
+        """The first datagram that sets *key* (to *value*), waiting for it if need be.
+
+        Waiting stops early once *gone()* is true (the sender exited): nothing
+        more can arrive then.
+        """
+        deadline = time.monotonic() + timeout
+        exited = False
         with self._arrived:
-            if not self._arrived.wait_for(lambda: self._find(key, value), timeout):
-                raise AssertionError(f"no {key}={value or '*'} from randomd in {timeout} s; "
-                                     f"got {self.messages}")
+            while not self._find(key, value):
+                if not exited and gone():
+                    # What it sent just before it exited may not be read yet.
+                    exited = True
+                    deadline = min(deadline, time.monotonic() + 0.5)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    why = "before it exited" if exited else f"in {timeout} s"
+                    raise AssertionError(f"no {key}={value or '*'} from randomd {why}; "
+                                         f"got {self.messages}")
+                # Woken by each datagram; the short bound is for noticing an exit.
+                self._arrived.wait(min(left, 0.05))
             return self._find(key, value)
 
     def close(self) -> None:
@@ -175,12 +273,20 @@ class Randomd:
                                             stdout=log, stderr=log, cwd="/")
 
     def wait_ready(self) -> "Randomd":
-        """Return once randomd said READY=1 (it owns its name)."""
+        """Return once randomd said READY=1 (it owns its name); fail at once if it exits."""
         try:
-            self.notify.wait_for("READY", "1")
+            self.notify.wait_for("READY", "1", gone=lambda: self.process.poll() is not None)
         except AssertionError:
-            raise AssertionError(f"randomd did not become ready; its log:\n{self.stderr()}")
+            raise AssertionError(f"randomd did not become ready ({self.exit_text()}); "
+                                 f"its log:\n{self.stderr()}") from None
         return self
+
+    def exit_text(self) -> str:
+        """How the process ended so far, in words."""
+        status = self.process.poll()
+        if status is None:
+            return "still running"
+        return f"exited with status {status}" if status >= 0 else f"killed by signal {-status}"
 
     def stderr(self) -> str:
         return self.log.read_text(errors="replace")
@@ -196,7 +302,31 @@ class Randomd:
             self.process.kill()
             self.process.wait(TIMEOUT)
         self.notify.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        remove_tempdir(self.dir)
+
+
+def start_problem(library: str) -> str | None:
+    """Why randomd cannot start under its uid on *library*, in its own words; None if it can.
+
+    A run of the whole suite asks this once, so that a daemon that cannot
+    start (it cannot read its code, an import fails) stops the suite at once.
+    """
+    bus = SystemBus()
+    daemon = Randomd(bus, library)
+    try:
+        daemon.notify.wait_for("READY", "1", gone=lambda: daemon.process.poll() is not None)
+        return None
+    except AssertionError:
+        lines = daemon.stderr().splitlines()[-STDERR_TAIL:] or ["(nothing)"]
+        where = "" if REPO == CHECKOUT else f" (from a world-readable copy in {REPO})"
+        ended = daemon.exit_text()
+        if ended == "still running":
+            ended = f"did not say READY=1 within {TIMEOUT} s"
+        return (f"randomd cannot start under uid {DAEMON_USER} on {library}{where}: it "
+                f"{ended}.  The last lines of its stderr:\n    " + "\n    ".join(lines))
+    finally:
+        daemon.stop()
+        bus.stop()
 
 
 def busctl(bus: SystemBus, *args: str, user: str | None = None,

@@ -10,12 +10,15 @@ quick.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import TYPE_CHECKING, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import argparse
 
+    from .client import Client
     from .context import Context
     from .output import Output
 
@@ -31,13 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = cli.parse(argv)
     except exits.CtlError as error:
-        Output("--json" in argv).error(error)
+        Output(cli.json_mode(argv)).error(error)
         return error.status
     try:
         from ..imports import without
         with without("ssl"):  # as in randomd: AF_UNIX only, no TLS
             import asyncio
-        return asyncio.run(_run(args, Output(args.json)))
+        out = Output(args.json, quiet=args.quiet, legend=args.legend)
+        return asyncio.run(_run(args, out))
     except KeyboardInterrupt:  # before the SIGINT handler was installed
         return exits.INTERRUPTED
     except BrokenPipeError:
@@ -74,13 +78,14 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
 
     asyncio.get_running_loop().add_signal_handler(signal.SIGINT, on_sigint)
     # polkit may ask for a password only where someone can type it.
-    interactive = args.ask_password and not args.json and sys.stdin.isatty()
+    interactive = args.ask_password and not out.as_json and sys.stdin.isatty()
     try:
         try:
             client = await Client.open(args.bus, args.address, interactive, args.timeout)
             ctx = Context(args, client, out, interrupted)
             try:
-                return await _command(args.command)(ctx)
+                async with _agent_for(args, interactive, client):
+                    return await _command(args.command)(ctx)
             finally:
                 client.close()
         except asyncio.CancelledError:
@@ -90,6 +95,27 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
     except exits.CtlError as error:
         out.error(error)
         return error.status
+
+
+# The commands whose calls may need a password (a polkit action).
+_MAY_ASK = {"slow", "wait", "cancel", "cancel-all", "set-interval", "reload"}
+
+
+@contextlib.asynccontextmanager
+async def _agent_for(args: argparse.Namespace, interactive: bool,
+                     client: Client) -> AsyncIterator[None]:
+    """A pkttyagent on the terminal while a command that may need a password runs."""
+    from . import agent
+
+    if args.command not in _MAY_ASK or args.bus == "session" or not agent.wanted(interactive):
+        yield  # polkit is on the system bus: randomd on a session bus asks nobody
+        return
+    started = await agent.Agent.start(args.address)
+    client.agent_problem = started.problem
+    try:
+        yield
+    finally:
+        await started.stop()
 
 
 def _command(name: str) -> Callable[[Context], Awaitable[int]]:

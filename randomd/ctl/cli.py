@@ -12,6 +12,7 @@ from typing import NoReturn, Sequence
 
 from .. import __version__, api
 from . import exits
+from .output import JSON_MODES
 
 PROG = "randomctl"
 UINT32_MAX = 2**32 - 1
@@ -44,10 +45,11 @@ _COMMANDS: dict[str, tuple[str, str]] = {
              "On a terminal a progress bar is drawn on standard error; Ctrl-C cancels\n"
              "the job on randomd and exits with status 130. Only the number goes to\n"
              "standard output.\n\n"
-             "A job belongs to the connection that started it: randomd cancels it when\n"
-             "randomctl exits, so with --no-wait it ends as soon as randomctl has\n"
-             "printed its path.\n\n"
+             "A job belongs to your uid, not to randomctl: with --no-wait randomctl\n"
+             "prints the job's id and exits, the job runs on, and any later randomctl\n"
+             "of yours (or root) collects its number with 'randomctl wait ID'.\n\n"
              "examples:\n  randomctl slow 8\n  n=$(randomctl slow 64)\n"
+             "  id=$(randomctl slow --no-wait 64); ...; randomctl wait \"$id\"\n"
              "  randomctl --json slow 16"),
     "jobs": ("list the slow jobs randomd knows (running, and finished ones kept for a while)",
              "examples:\n  randomctl jobs\n  randomctl --json jobs"),
@@ -55,7 +57,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
              "examples:\n  randomctl show 7\n"
              f"  randomctl show {api.job_path(7)}\n  randomctl --json show 7"),
     "wait": ("wait for a job to finish and print its number",
-             "Only the job's owner, root, or someone authorized for\n"
+             "Any process of the job's owner uid (such as the randomctl after\n"
+             "'randomctl slow --no-wait'), root, or someone authorized for\n"
              f"{api.ACTION_MANAGE_JOBS} may wait for a job. Ctrl-C stops waiting\n"
              "and leaves the job running.\n\n"
              "examples:\n  randomctl wait 7\n  randomctl --timeout 60 wait 7"),
@@ -66,8 +69,9 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "cancel-all": ("cancel every unfinished job",
                    f"Needs authorization for {api.ACTION_MANAGE_JOBS}.\n\n"
                    "examples:\n  randomctl cancel-all\n  sudo randomctl cancel-all"),
-    "status": ("show randomd's version, limits, bit interval and jobs",
-               "examples:\n  randomctl status\n  randomctl --json status"),
+    "status": ("show randomd's version, limits, bit interval and running jobs "
+               "(the default command)",
+               "examples:\n  randomctl status\n  randomctl              # the same\n  randomctl --json=pretty status"),
     "monitor": ("print job events (created, progress, finished, removed) until Ctrl-C",
                 "Events never carry a job's number. With --json each event is one JSON\n"
                 "object on its own line. Ctrl-C ends the monitor with status 0.\n\n"
@@ -76,6 +80,12 @@ _COMMANDS: dict[str, tuple[str, str]] = {
                      f"Needs authorization for {api.ACTION_CONFIGURE}. The value holds until\n"
                      "randomd reloads its configuration (SIGHUP) or restarts.\n\n"
                      "examples:\n  randomctl set-interval 0.1\n  sudo randomctl set-interval 1"),
+    "reload": ("make randomd re-read its configuration file",
+               f"Needs authorization for {api.ACTION_CONFIGURE}. randomd answers once the\n"
+               "new configuration is in effect; a broken file is refused, naming the\n"
+               "problem, and the old configuration stays. 'systemctl reload randomd'\n"
+               "does the same.\n\n"
+               "examples:\n  randomctl reload\n  sudo randomctl reload"),
 }
 
 
@@ -141,9 +151,16 @@ def _add_global_options(parser: argparse.ArgumentParser, defaults: bool) -> None
                        default=default("system"), help="talk to randomd on the session bus")
     where.add_argument("--address", metavar="ADDR", default=default(None),
                        help="talk to randomd on the bus at this D-Bus address")
-    group.add_argument("--json", action="store_true", default=default(False),
-                       help="print JSON on standard output (errors too); no progress bar, "
+    group.add_argument("--json", metavar="MODE", choices=JSON_MODES, default=default("off"),
+                       help="print JSON on standard output (errors too): 'short' (one line, "
+                       "also a bare --json), 'pretty' (indented) or 'off'; no progress bar, "
                        "no password prompts")
+    group.add_argument("--no-legend", dest="legend", action="store_false",
+                       default=default(True), help="leave out the headers and footers of tables")
+    group.add_argument("-q", "--quiet", action="store_true", default=default(False),
+                       help="print only the result: no progress bar, no notes")
+    group.add_argument("--no-pager", action="store_true", default=default(False),
+                       help="accepted as by systemd's tools; randomctl never pages")
     group.add_argument("--no-ask-password", dest="ask_password", action="store_false",
                        default=default(True), help="never let polkit ask for a password "
                        "(by default it may when standard input is a terminal)")
@@ -160,8 +177,8 @@ def build_parser() -> Parser:
                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     _add_global_options(parser, defaults=True)
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
-                                     parser_class=Parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    parser.set_defaults(command="status")
     sub: dict[str, argparse.ArgumentParser] = {}
     for name, (summary, epilog) in _COMMANDS.items():
         sub[name] = commands.add_parser(
@@ -184,7 +201,8 @@ def build_parser() -> Parser:
     sub["slow"].add_argument("bits", metavar="BITS", type=uint32, nargs="?", default=16,
                              help="how many bits, from 1 to randomd's MaxSlowBits (default 16)")
     sub["slow"].add_argument("--no-wait", action="store_true",
-                             help="print the job's path and return at once")
+                             help="print the job's id and return at once; the job runs on "
+                             "(collect it with 'randomctl wait ID')")
     for name in ("show", "wait"):
         sub[name].add_argument("job", metavar="JOB", type=job, help="a job id or path")
     sub["cancel"].add_argument("jobs", metavar="JOB", type=job, nargs="+",
@@ -195,9 +213,27 @@ def build_parser() -> Parser:
 
 
 def parse(argv: Sequence[str]) -> argparse.Namespace:
-    """Parse *argv*; raises CtlError(USAGE) on misuse."""
-    args = build_parser().parse_args(argv)
-    if args.command == "bytes" and args.json and args.encoding == "raw":
+    """Parse *argv*; raises CtlError(USAGE) on misuse.  No command is 'status'."""
+    args = build_parser().parse_args(normalize_json(argv))
+    if args.command == "bytes" and args.json != "off" and args.encoding == "raw":
         raise exits.CtlError(exits.USAGE, "--raw cannot be used with --json "
                              "(see 'randomctl bytes --help')")
     return args
+
+
+def normalize_json(argv: Sequence[str]) -> list[str]:
+    """A bare --json as --json=short, as systemd's tools take it.
+
+    argparse cannot take an optional value here: in `--json jobs` the
+    command would be taken for the mode.
+    """
+    return ["--json=short" if token == "--json" else token for token in argv]
+
+
+def json_mode(argv: Sequence[str]) -> str:
+    """The JSON mode asked for in *argv*, for reporting a command line argparse refused."""
+    mode = "off"
+    for token in normalize_json(argv):
+        if token.startswith("--json="):
+            mode = token.removeprefix("--json=")
+    return mode if mode in JSON_MODES else "off"

@@ -48,6 +48,8 @@ class Client:
         self.timeout = timeout  # None: not given on the command line
         # The unique name that answered as randomd, to check signals' senders.
         self.service: str | None = None
+        # Why no polkit agent could ask for a password, when one was wanted.
+        self.agent_problem: str | None = None
 
     @classmethod
     async def open(cls, bus: str, address: str | None, interactive: bool,
@@ -123,15 +125,18 @@ class Client:
         """A D-Bus error reply as a CtlError with its exit status and one sentence."""
         text = text.strip() or name
         if name == _STANDARD + "InteractiveAuthorizationRequired":
-            hint = ("run randomctl from a terminal without --no-ask-password, "
-                    "or as root" if not self.interactive else "or run randomctl as root")
-            return exits.CtlError(exits.NOT_AUTHORIZED,
-                                  f"Authentication is required for {action or 'this'}; {hint}.",
+            return exits.CtlError(exits.NOT_AUTHORIZED, f"Authentication is required for "
+                                  f"{action or 'this'}; {self._password_hint()}.",
                                   name, action=action)
         if name in _NOT_AUTHORIZED:
             message = text if action is None or action in text else (
                 f"Not authorized for {action}: {text}")
+            if self.agent_problem is not None:
+                message = f"{message.rstrip('.')}; {self._password_hint()}."
             return exits.CtlError(exits.NOT_AUTHORIZED, message, name, action=action)
+        if name == api.ERROR_PREFIX + "InvalidArgument":
+            # The same status as when randomctl itself refuses a value.
+            return exits.CtlError(exits.USAGE, text, name)
         if name in _NOT_RUNNING:
             return exits.CtlError(exits.UNAVAILABLE, f"randomd is not running on {self.label}: "
                                   f"nobody owns {api.BUS_NAME}.", name)
@@ -139,6 +144,15 @@ class Client:
             return exits.CtlError(exits.UNAVAILABLE,
                                   f"randomd is unavailable on {self.label}: {text}", name)
         return exits.CtlError(exits.FAILURE, text, name)
+
+    def _password_hint(self) -> str:
+        """What to do when polkit wants a password randomctl could not ask for."""
+        if self.agent_problem is not None:
+            return f"no password could be asked ({self.agent_problem}): run randomctl as root"
+        if not self.interactive:
+            return ("run randomctl on a terminal without --no-ask-password or --json "
+                    "to be asked for a password, or as root")
+        return "run randomctl as root"
 
     # -- properties and objects ----------------------------------------
 

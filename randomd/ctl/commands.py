@@ -16,7 +16,7 @@ from .output import age, plural, table, timestamp
 # Job properties in API.md's order, with their JSON keys.
 JOB_KEYS = {"Id": "id", "Bits": "bits", "BitsDone": "bits_done", "Progress": "progress",
             "State": "state", "Error": "error", "OwnerUID": "owner_uid", "Owner": "owner",
-            "Created": "created", "Finished": "finished"}
+            "OwnerConnected": "owner_connected", "Created": "created", "Finished": "finished"}
 MANAGER_KEYS = {"Version": "version", "MaxQuickBits": "max_quick_bits",
                 "MaxBytes": "max_bytes", "MaxSlowBits": "max_slow_bits", "MaxJobs": "max_jobs",
                 "MaxJobsPerUser": "max_jobs_per_user", "SlowBitInterval": "slow_bit_interval",
@@ -51,30 +51,32 @@ async def bytes_(ctx: Context) -> int:
 
 
 def job_json(path: str, props: dict[str, Any]) -> dict[str, Any]:
-    """A job's properties as JSON, with its path."""
-    return {"path": path, **{key: props.get(name) for name, key in JOB_KEYS.items()}}
+    """A job's properties as JSON, with its path; the id is a number, as everywhere."""
+    data = {key: props.get(name) for name, key in JOB_KEYS.items()}
+    return {**data, "id": job_id(path), "path": path}
 
 
 def _by_id(jobs: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return sorted(jobs.items(), key=lambda item: int(job_id(item[0])))
 
 
-def jobs_table(jobs: dict[str, dict[str, Any]]) -> str:
+def jobs_table(ctx: Context, jobs: dict[str, dict[str, Any]]) -> str:
     """ID STATE PROGRESS BITS UID AGE, one job a line, by id."""
     now = time.time()
     rows = [(props["Id"], props["State"], f"{int(100 * props['Progress'])}%",
              f"{props['BitsDone']}/{props['Bits']}", str(props["OwnerUID"]),
              age(now - props["Created"] / 1e6)) for _path, props in _by_id(jobs)]
     return table(("ID", "STATE", "PROGRESS", "BITS", "UID", "AGE"), rows,
-                 (True, False, True, True, True, False))
+                 (True, False, True, True, True, False), legend=ctx.out.legend,
+                 paint={1: ctx.out.state})
 
 
 async def jobs(ctx: Context) -> int:
     """randomctl jobs."""
     found = await ctx.client.jobs()
-    text = jobs_table(found) if found else "No jobs."
-    if found and sys.stdout.isatty():
-        text += f"\n\n{plural(len(found), 'job')} listed."
+    text = jobs_table(ctx, found) if found else ("No jobs." if ctx.out.legend else None)
+    if found and ctx.out.legend:
+        text = f"{text}\n\n{plural(len(found), 'job')} listed."
     ctx.out.result([job_json(path, props) for path, props in _by_id(found)], text)
     return exits.OK
 
@@ -90,6 +92,8 @@ async def show(ctx: Context) -> int:
             value = timestamp(value or 0)
         elif name == "Progress":
             value = f"{value:g}"
+        elif name == "OwnerConnected":
+            value = "yes" if value else "no"
         lines.append(f"{name}={value}")
     ctx.out.result(job_json(path, props), "\n".join(lines))
     return exits.OK
@@ -102,8 +106,8 @@ async def cancel(ctx: Context) -> int:
             await ctx.client.call(path, api.JOB_INTERFACE, "Cancel",
                                   action=api.ACTION_MANAGE_JOBS)
         except exits.CtlError as error:
-            return {"job": job_id(path), "path": path, "failure": error}
-        return {"job": job_id(path), "path": path, "cancelled": True}
+            return {"id": job_id(path), "path": path, "failure": error}
+        return {"id": job_id(path), "path": path, "cancelled": True, "error": None}
 
     results = await asyncio.gather(*(one(path) for path in dict.fromkeys(ctx.args.jobs)))
     status = exits.OK
@@ -111,7 +115,7 @@ async def cancel(ctx: Context) -> int:
         failure = result.pop("failure", None)
         if failure is not None:
             ctx.out.note(failure.message)
-            result.update(failure.as_json())
+            result.update(failure.as_json(), cancelled=False)  # "error": the ERROR object
             status = status or failure.status
     ctx.out.result(results, None)
     return status
@@ -121,7 +125,7 @@ async def cancel_all(ctx: Context) -> int:
     """randomctl cancel-all."""
     await ctx.client.call(api.MANAGER_PATH, api.MANAGER_INTERFACE, "CancelAll",
                           action=api.ACTION_MANAGE_JOBS)
-    ctx.out.result({"ok": True}, None)
+    ctx.out.result({"cancelled_all": True}, None)
     return exits.OK
 
 
@@ -139,11 +143,13 @@ async def status(ctx: Context) -> int:
     client = ctx.client
     props = await client.get_all(api.MANAGER_PATH, api.MANAGER_INTERFACE)
     found = await client.jobs()
+    # The same jobs in text and JSON: the running ones (`jobs` lists them all).
     running = {path: job for path, job in found.items() if job["State"] == "running"}
     data = {"bus": client.label.removeprefix("the "), "name": api.BUS_NAME,
             "unique_name": client.service,
             **{key: props.get(name) for name, key in MANAGER_KEYS.items()},
-            "jobs": [job_json(path, job) for path, job in _by_id(found)]}
+            "finished_jobs_kept": len(found) - len(running),
+            "jobs": [job_json(path, job) for path, job in _by_id(running)]}
     lines = [
         f"randomd {props['Version']} is running on {client.label}",
         f"      Name: {api.BUS_NAME} ({client.service})",
@@ -155,6 +161,14 @@ async def status(ctx: Context) -> int:
         f"            {props['MaxJobs']} jobs, {props['MaxJobsPerUser']} per user",
     ]
     if running:
-        lines += ["", jobs_table(running)]
+        lines += ["", jobs_table(ctx, running)]
     ctx.out.result(data, "\n".join(lines))
+    return exits.OK
+
+
+async def reload(ctx: Context) -> int:
+    """randomctl reload."""
+    await ctx.client.call(api.MANAGER_PATH, api.MANAGER_INTERFACE, "Reload",
+                          action=api.ACTION_CONFIGURE)
+    ctx.out.result({"reloaded": True}, None)
     return exits.OK

@@ -19,5 +19,5 @@ class Context:
 
     @property
     def show_progress(self) -> bool:
-        """A progress bar is drawn on a terminal's stderr, never with --json."""
-        return not self.args.json and sys.stderr.isatty()
+        """A progress bar is drawn on a terminal's stderr, never with --json or --quiet."""
+        return not self.out.as_json and not self.out.quiet and sys.stderr.isatty()

@@ -4,7 +4,8 @@ slow subscribes before it calls Slow, so no signal of the new job can be
 missed: the job's Finished signal (unicast to us, so only randomd can have
 sent it, and it is checked anyway) and, for the bar, the job's
 PropertiesChanged.  Signals that arrive before Slow's reply are kept until
-its path is known.  Ctrl-C cancels the job on randomd and exits 130.
+its path is known.  Ctrl-C cancels the job on randomd and exits 130 (a
+job outlives randomctl's connection: leaving alone would not end it).
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ _ENDINGS = {
 }
 
 
-def job_id(path: str) -> str:
-    """The id in a job path."""
-    return path.rsplit("/", 1)[-1]
+def job_id(path: str) -> int:
+    """The id in a job path, a number as in every JSON object."""
+    return int(path.rsplit("/", 1)[-1])
 
 
 def ending(path: str, state: str, error: str) -> exits.CtlError:
@@ -42,7 +43,7 @@ def ending(path: str, state: str, error: str) -> exits.CtlError:
     short = error.removeprefix(api.ERROR_PREFIX)
     message = _ENDINGS.get(short, "Job {id} " + (state if state != "failed" else "failed") + ".")
     return exits.CtlError(exits.FAILURE, message.format(id=job_id(path)), error or None,
-                          job=job_id(path), path=path, state=state)
+                          id=job_id(path), path=path, state=state)
 
 
 class JobWatch:
@@ -123,8 +124,8 @@ async def slow(ctx: Context) -> int:
         await _cancel_started(ctx, watch, starting)
         raise exits.CtlError(exits.INTERRUPTED, "Interrupted; the job was cancelled.") from None
     watch.path = path
-    if args.no_wait:
-        ctx.out.result({"job": job_id(path), "path": path, "bits": args.bits}, path)
+    if args.no_wait:  # the job runs on after we leave: randomctl wait ID collects it
+        ctx.out.result({"id": job_id(path), "path": path, "bits": args.bits}, str(job_id(path)))
         return exits.OK
     try:
         async with asyncio.timeout(args.timeout):
@@ -138,13 +139,13 @@ async def slow(ctx: Context) -> int:
         watch.end_bar()
         await _cancel(ctx, watch, path)
         raise exits.CtlError(exits.INTERRUPTED, f"Interrupted; job {job_id(path)} cancelled.",
-                             job=job_id(path), path=path) from None
+                             id=job_id(path), path=path) from None
     except TimeoutError:
         watch.end_bar()
         await _cancel(ctx, watch, path)
         raise exits.CtlError(exits.FAILURE, f"Job {job_id(path)} did not finish within "
                              f"{args.timeout:g} s (--timeout); it was cancelled.",
-                             job=job_id(path), path=path) from None
+                             id=job_id(path), path=path, timeout=args.timeout) from None
     except BaseException:
         watch.end_bar()
         raise
@@ -152,7 +153,7 @@ async def slow(ctx: Context) -> int:
         watch.end_bar()
         raise ending(path, state, error)
     watch.end_bar(complete=True)
-    ctx.out.result({"job": job_id(path), "path": path, "bits": args.bits, "state": state,
+    ctx.out.result({"id": job_id(path), "path": path, "bits": args.bits, "state": state,
                     "number": number}, number)
     return exits.OK
 
@@ -163,16 +164,16 @@ async def _cancel_started(ctx: Context, watch: JobWatch, starting: asyncio.Futur
         async with asyncio.timeout(CANCEL_TIMEOUT):
             path = (await starting).body[0]
     except (exits.CtlError, TimeoutError):
-        return  # no job, or randomd cancels it when we leave the bus
+        return  # no job, or no answer to say which one: it runs on
     watch.path = path
     await _cancel(ctx, watch, path)
 
 
 async def _cancel(ctx: Context, watch: JobWatch, path: str) -> None:
-    """Cancel our job and wait briefly for its end, so it stays listed as cancelled.
+    """Cancel our job and wait briefly for its end.
 
-    Without this, leaving the bus would still cancel it, but randomd would
-    then drop it at once.
+    A job outlives our connection: unless cancelled, it would run on after
+    randomctl exits.
     """
     with contextlib.suppress(exits.CtlError, TimeoutError):
         async with asyncio.timeout(CANCEL_TIMEOUT):
@@ -203,14 +204,15 @@ async def wait(ctx: Context) -> int:
     except TimeoutError:
         watch.end_bar()
         raise exits.CtlError(exits.FAILURE, f"Job {job_id(path)} did not finish within "
-                             f"{ctx.args.timeout:g} s (--timeout).") from None
+                             f"{ctx.args.timeout:g} s (--timeout).", id=job_id(path),
+                             path=path, timeout=ctx.args.timeout) from None
     except exits.CtlError as error:
         watch.end_bar()
         if error.dbus_error and error.dbus_error.startswith(api.ERROR_PREFIX):
-            error.details.update(job=job_id(path), path=path)
+            error.details.update(id=job_id(path), path=path)
         raise
     number = reply.body[0]
     watch.end_bar(complete=True)
-    ctx.out.result({"job": job_id(path), "path": path, "state": "completed",
+    ctx.out.result({"id": job_id(path), "path": path, "state": "completed",
                     "number": number}, number)
     return exits.OK

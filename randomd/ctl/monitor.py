@@ -26,7 +26,7 @@ _NAME_OWNER_CHANGED = ("type='signal',sender='org.freedesktop.DBus',"
 
 def describe(event: dict[str, Any]) -> str:
     """One event as a line of text (without its time)."""
-    kind, job = event["event"], event.get("job")
+    kind, job = event["event"], event.get("id")
     if kind == "created":
         return (f"job {job} created: {event['bits']} bits for uid {event['owner_uid']} "
                 f"({event['owner']})")
@@ -81,7 +81,7 @@ class Monitor:
             if not props:
                 return []
             self._bits[path] = props["Bits"]
-            return [{"event": "created", "job": job_id(path), "path": path,
+            return [{"event": "created", "id": job_id(path), "path": path,
                      "bits": props["Bits"], "owner_uid": props["OwnerUID"],
                      "owner": props["Owner"]}]
         if msg.member == "InterfacesRemoved" and msg.path == api.MANAGER_PATH:
@@ -89,11 +89,11 @@ class Monitor:
             if api.JOB_INTERFACE not in interfaces:
                 return []
             self._bits.pop(path, None)
-            return [{"event": "removed", "job": job_id(path), "path": path}]
+            return [{"event": "removed", "id": job_id(path), "path": path}]
         if (msg.member == "PropertiesChanged" and msg.interface == PROPERTIES
                 and msg.body[0] == api.JOB_INTERFACE):
             changed = unwrap(msg.body[1])
-            base = {"job": job_id(msg.path), "path": msg.path}
+            base = {"id": job_id(msg.path), "path": msg.path}
             state = changed.get("State")
             if state is not None and state != "running":
                 return [{"event": "finished", **base, "state": state,

@@ -9,10 +9,31 @@ from polkit_harness import Polkitd, policy_bus
 from randomd import bus as buslib
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    # Not a report header: pytest asks for those before it loads this file.
+    if harness.REPO != harness.CHECKOUT:
+        terminalreporter.write_line(
+            f"randomd ran under uid {harness.DAEMON_USER} from a world-readable copy of this "
+            f"checkout in {harness.REPO}, removed at exit: that uid cannot read the checkout")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def users() -> None:
     harness.ensure_user(harness.DAEMON_USER)
     harness.ensure_user(harness.TEST_USER)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def daemon_starts(users) -> None:
+    """Stop the whole run at once if randomd cannot start under its uid.
+
+    Otherwise every test would wait for it in turn and fail with the same cause.
+    """
+    for library in harness.LIBRARIES:
+        problem = harness.start_problem(library)
+        if problem:
+            pytest.exit(f"{problem}\nNo integration test was run.",
+                        returncode=pytest.ExitCode.TESTS_FAILED)
 
 
 @pytest.fixture(scope="session")

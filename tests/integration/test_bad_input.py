@@ -74,9 +74,10 @@ def daemon(open_bus, library):
 
 @pytest.fixture
 async def bus(daemon):
-    """A root client; its jobs are cancelled when it disconnects after the test."""
+    """A root client; after the test it cancels every job (jobs outlive their connection)."""
     connection = await buslib.connect(daemon.bus.address)
     yield connection
+    await call(connection, "CancelAll")
     connection.disconnect()
 
 

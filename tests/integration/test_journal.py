@@ -1,6 +1,7 @@
 """Under journald, randomd logs structured fields, and never a generated number.
 
-A real systemd-journald runs in a private mount namespace (with_journald.sh);
+A real systemd-journald runs in a private mount namespace with a /run of its
+own (with_journald.sh: the host need not have /run/systemd or /run/log);
 randomd finds its stderr declared a journal stream, as systemd declares it.
 """
 

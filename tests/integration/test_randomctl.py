@@ -15,6 +15,7 @@ AccessDenied.  Root is never checked.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import pty
@@ -22,8 +23,11 @@ import re
 import selectors
 import shutil
 import signal
+import struct
 import subprocess
+import termios
 import time
+from pathlib import Path
 from typing import Iterator, Sequence
 
 import pytest
@@ -38,7 +42,7 @@ STATUS = {"ok": 0, "failure": 1, "usage": 2, "not_authorized": 4, "unavailable":
 INTERVAL = 0.02  # SlowBitInterval of this module's randomd
 MAN_PAGES = ("randomctl.1", "randomd.8", "randomd.conf.5")
 COMMANDS = ("quick", "bytes", "slow", "jobs", "show", "wait", "cancel", "cancel-all", "status",
-            "monitor", "set-interval")
+            "monitor", "set-interval", "reload")
 
 
 # -- fixtures ------------------------------------------------------------------
@@ -79,14 +83,15 @@ class Ctl:
         return harness.as_user(user, [harness.PYTHON, "-m", "randomd.ctl",
                                       "--address", self.address, *args])
 
-    def env(self) -> dict[str, str]:
+    def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         return {"PATH": os.environ["PATH"], "PYTHONPATH": str(harness.REPO),
-                "RANDOMD_BUS_LIBRARY": self.library, "LC_ALL": "C.UTF-8"}
+                "RANDOMD_BUS_LIBRARY": self.library, "LC_ALL": "C.UTF-8", **(extra or {})}
 
     def __call__(self, *args: str, user: str | None = None, binary: bool = False,
-                 timeout: float = harness.TIMEOUT) -> subprocess.CompletedProcess:
+                 timeout: float = harness.TIMEOUT,
+                 env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """Run randomctl to its end, with stdin not a terminal."""
-        result = subprocess.run(self.argv(args, user), env=self.env(), cwd="/",
+        result = subprocess.run(self.argv(args, user), env=self.env(env), cwd="/",
                                 stdin=subprocess.DEVNULL, capture_output=True, text=not binary,
                                 timeout=timeout)
         return result
@@ -96,7 +101,8 @@ class Ctl:
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
         kwargs.setdefault("text", True)
-        return subprocess.Popen(self.argv(args, user), env=self.env(), cwd="/",
+        env = self.env(kwargs.pop("env", None))
+        return subprocess.Popen(self.argv(args, user), env=env, cwd="/",
                                 stdin=kwargs.pop("stdin", subprocess.DEVNULL), **kwargs)
 
 
@@ -115,14 +121,21 @@ def fresh_ctl(library, start_randomd):
 
 
 @pytest.fixture
-def background() -> Iterator[list[subprocess.Popen]]:
-    """randomctl processes a test started; killed if still running at its end."""
+def background(system_bus) -> Iterator[list[subprocess.Popen]]:
+    """randomctl processes a test started; killed if still running at its end.
+
+    A job outlives the randomctl that started it, so the jobs they leave on
+    this module's randomd are cancelled too, lest the next test find them.
+    """
     processes: list[subprocess.Popen] = []
     yield processes
     for process in processes:
         if process.poll() is None:
             process.kill()
         process.wait(harness.TIMEOUT)
+    # No check: the module's randomd may not have been started.
+    harness.busctl(system_bus, "call", api.BUS_NAME, api.MANAGER_PATH, api.MANAGER_INTERFACE,
+                   "CancelAll")
 
 
 # -- helpers -------------------------------------------------------------------
@@ -182,21 +195,45 @@ def read_until(fd: int, pattern: str, timeout: float = harness.TIMEOUT) -> str:
     return text.decode(errors="replace")
 
 
-def on_terminal(ctl: Ctl, *args: str, user: str | None = None,
-                background: list | None = None) -> tuple[int, str]:
+def on_terminal(ctl: Ctl, *args: str, user: str | None = None, background: list | None = None,
+                columns: int = 80, env: dict[str, str] | None = None) -> tuple[int, str]:
     """Run randomctl with stdin, stdout and stderr on a pseudo-terminal; its status and text."""
-    master, slave = pty.openpty()
-    try:
-        process = ctl.start(*args, user=user, stdin=slave, stdout=slave, stderr=slave)
-        if background is not None:
-            background.append(process)
-    finally:
-        os.close(slave)
+    process, master = start_on_terminal(ctl, *args, user=user, columns=columns, env=env)
+    if background is not None:
+        background.append(process)
     try:
         text = read_to_end(master)
     finally:
         os.close(master)
     return process.wait(harness.TIMEOUT), text.replace("\r\n", "\n")
+
+
+def start_on_terminal(ctl: Ctl, *args: str, user: str | None = None, columns: int = 80,
+                      env: dict[str, str] | None = None) -> tuple[subprocess.Popen, int]:
+    """Start randomctl on a pseudo-terminal *columns* wide; the process and the pty's master."""
+    master, slave = pty.openpty()
+    set_columns(master, columns)
+    try:
+        # As in a login: a session of its own, with the pty as its controlling
+        # terminal (pkttyagent prompts on /dev/tty).
+        process = ctl.start(*args, user=user, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True, preexec_fn=_take_terminal, env=env)
+    except BaseException:
+        os.close(master)
+        raise
+    finally:
+        os.close(slave)
+    return process, master
+
+
+def set_columns(fd: int, columns: int) -> None:
+    """Resize the terminal of *fd*; the kernel tells its foreground processes (SIGWINCH)."""
+    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+
+
+def _take_terminal() -> None:
+    """In the child: make stdin (a pty) the controlling terminal of its new session."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
 def read_to_end(fd: int, timeout: float = harness.TIMEOUT) -> str:
@@ -252,17 +289,17 @@ def test_global_options_may_follow_the_command(ctl):
 
 def test_argument_refused_by_randomd_fails_with_its_sentence(ctl):
     result = ctl("quick", "0")
-    assert result.returncode == STATUS["failure"]
+    assert result.returncode == STATUS["usage"]
     one_line_error(result, "bits must be between 1 and", "MaxQuickBits")
     assert result.stdout == ""
 
 
 def test_json_error_goes_to_stdout(ctl):
     result = ctl("--json", "quick", "0")
-    assert result.returncode == STATUS["failure"]
+    assert result.returncode == STATUS["usage"]
     error = json.loads(result.stdout)["error"]
     assert error["dbus_error"] == api.ERROR_PREFIX + "InvalidArgument"
-    assert error["exit_status"] == STATUS["failure"] and "MaxQuickBits" in error["message"]
+    assert error["exit_status"] == STATUS["usage"] and "MaxQuickBits" in error["message"]
 
 
 def test_bytes_prints_hex_by_default(ctl):
@@ -308,14 +345,30 @@ def test_slow_as_unprivileged_user(ctl):
 def test_slow_json_names_the_job(ctl, system_bus):
     data = json.loads(ctl("--json", "slow", "4").stdout)
     assert data["state"] == "completed" and 0 <= int(data["number"]) < 16
-    assert data["path"] == api.job_path(int(data["job"]))
+    assert data["path"] == api.job_path(data["id"])
     assert managed_jobs(system_bus)[data["path"]]["State"] == "completed"
 
 
-def test_slow_no_wait_prints_the_job_path(ctl):
-    result = ctl("slow", "--no-wait", "4")
+def test_slow_no_wait_prints_the_job_id_and_another_randomctl_waits_for_its_number(
+        ctl, system_bus):
+    """The job outlives the randomctl that started it (about 1 s of bits)."""
+    started = ctl("slow", "--no-wait", "50", user=USER)
+    assert started.returncode == STATUS["ok"], started.stderr
+    assert re.fullmatch(r"[1-9][0-9]*\n", started.stdout), started.stdout
+    job = started.stdout.strip()
+    assert job_state(system_bus, api.job_path(int(job))) == "running"
+    waited = ctl("wait", job, user=USER)
+    assert waited.returncode == STATUS["ok"], waited.stderr
+    assert 0 <= int(waited.stdout) < 2**50
+    assert job_state(system_bus, api.job_path(int(job))) == "completed"
+
+
+def test_slow_no_wait_json_names_the_job_and_its_path(ctl):
+    result = ctl("--json", "slow", "--no-wait", "4")
     assert result.returncode == STATUS["ok"], result.stderr
-    assert re.fullmatch(re.escape(api.JOBS_PATH) + r"/[1-9][0-9]*\n", result.stdout)
+    data = json.loads(result.stdout)
+    assert data["path"] == api.job_path(data["id"]) and data["bits"] == 4
+    assert "number" not in data
 
 
 def test_slow_draws_a_progress_bar_on_a_terminal(fresh_ctl, background):
@@ -369,8 +422,9 @@ def test_slow_fails_when_randomd_shuts_down(fresh_ctl, background):
 
 
 def test_interactive_authorization_is_allowed_on_a_terminal(ctl, background):
-    """The flag is seen in polkitd's answer: allowed to prompt, with no agent to
-    prompt through, it refuses (AccessDenied) rather than asking for interaction."""
+    """The flag is seen in polkitd's answer: allowed to prompt, with no agent for
+    the caller's session (there is no logind here), it refuses (AccessDenied)
+    rather than asking for interaction."""
     status, text = on_terminal(ctl, "set-interval", "1", user=USER, background=background)
     assert status == STATUS["not_authorized"], text
     assert text.strip().startswith(f"randomctl: Not authorized for {api.ACTION_CONFIGURE}"), text
@@ -384,41 +438,45 @@ def test_no_ask_password_clears_the_interactive_flag(ctl, background):
     assert status == STATUS["not_authorized"], text
     assert text.strip().startswith(
         f"randomctl: Authentication is required for {api.ACTION_CONFIGURE}; "
-        "run randomctl from a terminal without --no-ask-password"), text
+        "run randomctl on a terminal without --no-ask-password"), text
 
 
 # -- jobs, show, wait, cancel --------------------------------------------------
 
 def test_jobs_lists_a_finished_job_in_a_table(ctl):
-    job = json.loads(ctl("--json", "slow", "4").stdout)["job"]
+    job = str(json.loads(ctl("--json", "slow", "4").stdout)["id"])
     result = ctl("jobs", user=USER)
     assert result.returncode == STATUS["ok"], result.stderr
-    header, *rows = result.stdout.splitlines()
+    header, *rows, _blank, footer = result.stdout.splitlines()
     assert header.split() == ["ID", "STATE", "PROGRESS", "BITS", "UID", "AGE"]
+    assert re.fullmatch(r"\d+ jobs? listed\.", footer), result.stdout
     row = next(row.split() for row in rows if row.split()[:1] == [job])
     assert row[1:5] == ["completed", "100%", "4/4", "0"]
 
 
 def test_jobs_json_lists_job_properties(ctl):
-    job = json.loads(ctl("--json", "slow", "4").stdout)["job"]
+    job = json.loads(ctl("--json", "slow", "4").stdout)["id"]
     jobs = {entry["id"]: entry for entry in json.loads(ctl("--json", "jobs").stdout)}
     assert jobs[job]["state"] == "completed" and jobs[job]["bits_done"] == 4
     assert "number" not in jobs[job]
 
 
 def test_show_prints_properties_by_id(ctl):
-    job = json.loads(ctl("--json", "slow", "4").stdout)["job"]
+    job = str(json.loads(ctl("--json", "slow", "4").stdout)["id"])
     result = ctl("show", job, user=USER)
     assert result.returncode == STATUS["ok"], result.stderr
     props = dict(line.split("=", 1) for line in result.stdout.splitlines())
     assert props["Id"] == job and props["State"] == "completed" and props["Bits"] == "4"
     assert props["Path"] == api.job_path(int(job))
+    assert props["OwnerConnected"] == "no"  # the randomctl that started it has left
+    # As systemctl show prints times: weekday, date, time and zone.
+    assert re.fullmatch(r"[A-Z][a-z]{2} \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", props["Created"])
 
 
 def test_show_accepts_a_job_path(ctl):
     path = json.loads(ctl("--json", "slow", "4").stdout)["path"]
     data = json.loads(ctl("--json", "show", path).stdout)
-    assert data["path"] == path and data["bits"] == 4
+    assert data["path"] == path and data["bits"] == 4 and data["owner_connected"] is False
 
 
 def test_unknown_job_fails(ctl):
@@ -438,7 +496,7 @@ def test_wait_prints_the_number_of_a_running_job(ctl, system_bus, background):
 
 
 def test_wait_for_another_users_job_is_not_authorized(ctl):
-    job = json.loads(ctl("--json", "slow", "2").stdout)["job"]
+    job = str(json.loads(ctl("--json", "slow", "2").stdout)["id"])
     result = ctl("wait", job, user=USER)
     assert result.returncode == STATUS["not_authorized"]
     one_line_error(result, "Authentication is required", api.ACTION_MANAGE_JOBS, "as root")
@@ -458,8 +516,8 @@ def test_cancel_own_job_as_unprivileged_user(ctl, system_bus, background):
     path = running_job(system_bus, user_uid())
     result = ctl("--json", "cancel", path, user=USER)
     assert result.returncode == STATUS["ok"], result.stderr
-    assert json.loads(result.stdout) == [{"job": path.rsplit("/", 1)[1], "path": path,
-                                          "cancelled": True}]
+    assert json.loads(result.stdout) == [{"id": int(path.rsplit("/", 1)[1]), "path": path,
+                                          "cancelled": True, "error": None}]
     harness.wait_for(lambda: job_state(system_bus, path) == "cancelled", what="cancelled")
 
 
@@ -501,12 +559,12 @@ def test_monitor_streams_job_events_without_numbers(ctl, background):
     background.append(monitor)
     read_until(monitor.stderr.fileno(), "Ctrl-C")
     # 0.4 s: progress is announced at most every 0.1 s, the last step with the end.
-    job = json.loads(ctl("--json", "slow", "20").stdout)["job"]
-    text = read_until(monitor.stdout.fileno(), rf'"finished", "job": "{job}".*\n')
+    job = json.loads(ctl("--json", "slow", "20").stdout)["id"]
+    text = read_until(monitor.stdout.fileno(), rf'"finished","id":{job}\b.*\n')
     monitor.send_signal(signal.SIGINT)
     assert monitor.wait(harness.TIMEOUT) == STATUS["ok"]
     events = [json.loads(line) for line in text.splitlines()]
-    mine = [event["event"] for event in events if event.get("job") == job]
+    mine = [event["event"] for event in events if event.get("id") == job]
     assert mine[0] == "created" and mine[-1] == "finished" and "progress" in mine
     assert not any("number" in event for event in events)
 
@@ -515,7 +573,7 @@ def test_monitor_prints_events_as_text(ctl, background):
     monitor = ctl.start("monitor")
     background.append(monitor)
     read_until(monitor.stderr.fileno(), "Ctrl-C")
-    job = json.loads(ctl("--json", "slow", "4").stdout)["job"]
+    job = json.loads(ctl("--json", "slow", "4").stdout)["id"]
     text = read_until(monitor.stdout.fileno(), rf"job {job} completed\n")
     assert re.search(rf"^\d\d:\d\d:\d\d\.\d{{3}} job {job} created: 4 bits for uid 0", text,
                      re.MULTILINE), text
@@ -538,7 +596,7 @@ def test_set_interval_as_unprivileged_user_is_not_authorized(ctl):
 
 def test_set_interval_out_of_range_fails(ctl):
     result = ctl("set-interval", "61")
-    assert result.returncode == STATUS["failure"]
+    assert result.returncode == STATUS["usage"]
     one_line_error(result, "SlowBitInterval")
 
 
@@ -648,3 +706,310 @@ def test_bash_completion_offers_commands_and_options():
     assert set(complete("randomctl ''")) >= set(COMMANDS)
     assert complete("randomctl set-") == ["set-interval"]
     assert set(complete("randomctl bytes 16 --")) >= {"--hex", "--base64", "--raw", "--json"}
+
+
+def test_bash_completion_offers_the_json_modes():
+    assert complete("randomctl --json=p") == ["--json=pretty"]
+
+
+def test_zsh_completion_is_valid_and_names_every_command_and_option():
+    path = harness.REPO / "completion/_randomctl"
+    result = subprocess.run(["zsh", "-n", str(path)], capture_output=True, text=True,
+                            timeout=harness.TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    text = path.read_text()
+    assert text.startswith("#compdef randomctl\n")
+    for command in COMMANDS:
+        assert f"'{command}:" in text, command
+    for option in ("--system", "--session", "--address", "--json", "--no-legend", "--quiet",
+                   "--no-pager", "--no-ask-password", "--timeout"):
+        assert option in text, option
+
+
+# -- systemd's conventions: options, JSON, terminals ---------------------------
+
+def test_bare_randomctl_shows_the_status(ctl):
+    result = ctl(user=USER)
+    assert result.returncode == STATUS["ok"], result.stderr
+    assert f"randomd {__version__} is running" in result.stdout
+
+
+def test_no_pager_is_accepted(ctl):
+    result = ctl("--no-pager", "status")
+    assert result.returncode == STATUS["ok"], result.stderr
+
+
+def test_no_legend_drops_the_header_and_the_footer(ctl):
+    job = str(json.loads(ctl("--json", "slow", "4").stdout)["id"])
+    result = ctl("jobs", "--no-legend")
+    assert result.returncode == STATUS["ok"], result.stderr
+    lines = result.stdout.splitlines()
+    assert all(re.match(r" *\d+ ", line) for line in lines), result.stdout
+    assert any(line.split()[0] == job for line in lines)
+
+
+def test_quiet_draws_no_progress_bar_on_a_terminal(ctl, background):
+    status, text = on_terminal(ctl, "-q", "slow", "8", background=background)
+    assert status == STATUS["ok"], text
+    assert re.fullmatch(r"\d+\n", text), text
+
+
+def test_bare_json_is_short_and_pretty_is_indented(ctl):
+    short = ctl("--json", "status")
+    pretty = ctl("--json=pretty", "status")
+    assert short.stdout.count("\n") == 1
+    assert pretty.stdout.startswith('{\n  "bus": ')
+    assert json.loads(short.stdout).keys() == json.loads(pretty.stdout).keys()
+
+
+def test_json_off_prints_text(ctl):
+    result = ctl("--json=off", "quick", "8")
+    assert re.fullmatch(r"\d+\n", result.stdout), result.stdout
+
+
+def test_an_unknown_json_mode_is_a_usage_error(ctl):
+    result = ctl("--json=long", "status")
+    assert result.returncode == STATUS["usage"]
+    one_line_error(result, "--json", "long")
+
+
+def test_bad_values_exit_with_one_status_whoever_finds_them(ctl):
+    refused_by_randomctl = ctl("quick", "abc")
+    refused_by_randomd = ctl("quick", "0")
+    assert refused_by_randomctl.returncode == refused_by_randomd.returncode == STATUS["usage"]
+
+
+def test_reload_rereads_the_configuration(fresh_ctl):
+    ctl, daemon = fresh_ctl("MaxQuickBits = 10\n")
+    daemon.config.write_text("MaxQuickBits = 20\n")
+    result = ctl("reload")
+    assert result.returncode == STATUS["ok"], result.stderr
+    assert json.loads(ctl("--json", "status").stdout)["max_quick_bits"] == 20
+
+
+def test_reload_of_a_broken_file_fails_naming_the_problem(fresh_ctl):
+    ctl, daemon = fresh_ctl("MaxQuickBits = 10\n")
+    daemon.config.write_text("MaxQuickBits = 'many'\n")
+    result = ctl("reload")
+    assert result.returncode == STATUS["failure"]
+    one_line_error(result, "MaxQuickBits")
+    assert json.loads(ctl("--json", "status").stdout)["max_quick_bits"] == 10
+
+
+def test_reload_as_unprivileged_user_is_not_authorized(ctl):
+    result = ctl("reload", user=USER)
+    assert result.returncode == STATUS["not_authorized"]
+    one_line_error(result, "Authentication is required", api.ACTION_CONFIGURE)
+
+
+# JSON documents, checked against the schemas randomctl(1) documents.
+
+def documented_schemas() -> dict[str, object]:
+    """randomctl(1)'s JSON OUTPUT section: document name -> schema, types as strings."""
+    page = subprocess.run(["groff", "-man", "-Tascii", "-P", "-cbou",
+                           str(harness.REPO / "man/randomctl.1")], capture_output=True,
+                          text=True, check=True, timeout=harness.TIMEOUT).stdout
+    section = page.split("\nJSON OUTPUT\n", 1)[1].split("\nEXIT STATUS\n", 1)[0]
+    schemas: dict[str, str] = {}
+    name = None
+    for line in section.splitlines():
+        if re.fullmatch(r" {14}\S.*", line):  # a document's name
+            name = line.strip()
+            schemas[name] = ""
+        elif name is not None and re.fullmatch(r" {18,}\S.*", line):  # its schema, continued
+            schemas[name] += line.strip() + " "
+        else:
+            name = None
+    # Type words become strings: {"bits": int} -> {"bits": "int"}.
+    return {name: json.loads(re.sub(r'(?<![\w"])([A-Za-z][\w|]*)(?![\w"])', r'"\1"', text))
+            for name, text in schemas.items()}
+
+
+SCHEMAS = documented_schemas()
+TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "null": type(None)}
+
+
+def conforms(value: object, schema: object, where: str = "$") -> None:
+    """Assert that *value* has exactly the keys and types of *schema*."""
+    if isinstance(schema, str) and schema in ("JOB", "ERROR"):
+        schema = SCHEMAS[schema.lower()]
+    if isinstance(schema, dict):
+        assert isinstance(value, dict), f"{where}: {value!r} is not an object"
+        assert value.keys() == schema.keys(), f"{where}: keys {sorted(value)} != {sorted(schema)}"
+        for key, item in schema.items():
+            conforms(value[key], item, f"{where}.{key}")
+    elif isinstance(schema, list):
+        assert isinstance(value, list), f"{where}: {value!r} is not a list"
+        for index, item in enumerate(value):
+            conforms(item, schema[0], f"{where}[{index}]")
+    else:
+        alternatives = schema.split("|")
+        if value is None:
+            assert "null" in alternatives, f"{where}: null is not {schema}"
+        elif isinstance(value, dict):
+            assert set(alternatives) & {"JOB", "ERROR"}, f"{where}: an object is not {schema}"
+            conforms(value, next(a for a in alternatives if a in ("JOB", "ERROR")), where)
+        else:
+            kinds = tuple(t for a in alternatives if a in TYPES for t in
+                          (TYPES[a] if isinstance(TYPES[a], tuple) else (TYPES[a],)))
+            assert isinstance(value, kinds) and not (
+                isinstance(value, bool) and bool not in kinds), f"{where}: {value!r} is not {schema}"
+
+
+def test_the_man_page_documents_every_command_s_json():
+    assert set(COMMANDS) - {"monitor"} <= set(SCHEMAS)
+    assert {"job", "error", "slow --no-wait", "monitor created", "monitor finished"} <= set(SCHEMAS)
+
+
+@pytest.mark.parametrize("document, argv", [
+    ("quick", ["quick", "8"]),
+    ("bytes", ["bytes", "4"]),
+    ("slow", ["slow", "4"]),
+    ("slow --no-wait", ["slow", "--no-wait", "4"]),
+    ("jobs", ["jobs"]),
+    ("status", ["status"]),
+    ("cancel-all", ["cancel-all"]),
+    ("set-interval", ["set-interval", str(INTERVAL)]),
+])
+def test_json_follows_the_man_page(ctl, document, argv):
+    ctl("slow", "2")  # at least one job to list
+    result = ctl("--json", *argv)
+    assert result.returncode == STATUS["ok"], result.stderr
+    conforms(json.loads(result.stdout), SCHEMAS[document])
+
+
+def test_json_of_show_wait_and_cancel_follows_the_man_page(ctl):
+    job = str(json.loads(ctl("--json", "slow", "2").stdout)["id"])
+    for document, argv in (("show", ["show", job]), ("wait", ["wait", job]),
+                           ("cancel", ["cancel", job, "999999"])):
+        result = ctl("--json", *argv)
+        conforms(json.loads(result.stdout), SCHEMAS[document], document)
+
+
+def test_json_of_reload_follows_the_man_page(fresh_ctl):
+    ctl, _daemon = fresh_ctl()
+    conforms(json.loads(ctl("--json", "reload").stdout), SCHEMAS["reload"])
+
+
+@pytest.mark.parametrize("argv", [["quick", "0"], ["show", "999999"], ["set-interval", "1"],
+                                  ["slow", "--timeout", "0.05", "200"]])
+def test_json_errors_follow_the_man_page(ctl, argv):
+    result = ctl("--json", *argv, user=USER)
+    assert result.returncode != STATUS["ok"]
+    conforms(json.loads(result.stdout), {"error": "ERROR"})
+
+
+def test_json_monitor_events_follow_the_man_page(ctl, background):
+    monitor = ctl.start("--json", "monitor")
+    background.append(monitor)
+    read_until(monitor.stderr.fileno(), "Ctrl-C")
+    job = json.loads(ctl("--json", "slow", "20").stdout)["id"]
+    text = read_until(monitor.stdout.fileno(), rf'"finished","id":{job}\b.*\n')
+    monitor.send_signal(signal.SIGINT)
+    monitor.wait(harness.TIMEOUT)
+    events = [json.loads(line) for line in text.splitlines()]
+    assert {"created", "progress", "finished"} <= {event["event"] for event in events}
+    for event in events:
+        conforms(event, SCHEMAS[f"monitor {event['event']}"], event["event"])
+
+
+# Terminals: the progress bar's width, colours.
+
+def redraws(text: str) -> list[str]:
+    """Each state of the progress bar's line, as the terminal shows it in turn."""
+    return [part.replace("\x1b[K", "").split("\n")[0]
+            for part in text.split("\r") if part.startswith("[")]
+
+
+@pytest.mark.parametrize("columns", [40, 200])
+@pytest.mark.parametrize("user", [None, USER], ids=["root", "user"])
+def test_progress_bar_never_wraps(ctl, background, columns, user):
+    status, text = on_terminal(ctl, "slow", "16", columns=columns, user=user,
+                               background=background)
+    assert status == STATUS["ok"], text
+    lines = redraws(text)
+    assert lines and all(len(line) < columns for line in lines), lines
+    assert re.fullmatch(r"\[#+\] 16/16 bits  100%.*", lines[-1]), lines
+    if columns == 40:  # the ETA and the elapsed time made way for the bar
+        assert not any("elapsed" in line for line in lines), lines
+    else:
+        assert any("ETA" in line for line in lines), lines
+    assert re.search(r"\n(\d+)\n$", text), text  # the number on a clean line of its own
+
+
+def test_progress_bar_follows_the_terminal_s_width(fresh_ctl, background):
+    """Narrowed while it runs, the bar drops its times and stays within the width
+    (redrawn at SIGWINCH, or at the next tick of its clock at the latest)."""
+    ctl, _daemon = fresh_ctl("SlowBitInterval = 0.2\n")
+    process, master = start_on_terminal(ctl, "slow", "30", columns=200)
+    background.append(process)
+    try:
+        read_until(master, r"ETA \S+")
+        set_columns(master, 40)
+        text = read_until(master, r"\r\[[#-]+\] +\d+/30 bits +\d+%\x1b\[K")
+    finally:
+        process.kill()
+        os.close(master)
+    assert len(redraws(text)[-1]) < 40
+
+
+def test_job_states_are_coloured_on_a_terminal(ctl, background):
+    ctl("slow", "2")
+    status, text = on_terminal(ctl, "jobs", background=background)
+    assert status == STATUS["ok"], text
+    assert "\x1b[32mcompleted" in text
+
+
+@pytest.mark.parametrize("env", [{"NO_COLOR": "1"}, {"SYSTEMD_COLORS": "0"}, {"TERM": "dumb"}])
+def test_colours_can_be_turned_off_on_a_terminal(ctl, background, env):
+    ctl("slow", "2")
+    status, text = on_terminal(ctl, "jobs", env=env, background=background)
+    assert status == STATUS["ok"], text
+    assert "\x1b[" not in text
+
+
+def test_job_states_are_not_coloured_when_piped_unless_forced(ctl):
+    ctl("slow", "2")
+    assert "\x1b[" not in ctl("jobs").stdout
+    assert "\x1b[32mcompleted" in ctl("jobs", env={"SYSTEMD_COLORS": "1"}).stdout
+
+
+# The polkit agent.
+
+def pkttyagents_of(pid: int) -> dict[int, list[str]]:
+    """The pkttyagent processes descending from *pid*: their pids and command lines."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")[:-1]
+            ancestor = int(entry.name)
+            while ancestor not in (0, 1, pid):
+                status_text = Path(f"/proc/{ancestor}/status").read_text()
+                ancestor = int(re.search(r"^PPid:\s+(\d+)", status_text, re.MULTILINE)[1])
+        except (OSError, TypeError):
+            continue  # gone meanwhile
+        if ancestor == pid and argv and os.path.basename(argv[0]) == b"pkttyagent":
+            found[int(entry.name)] = [arg.decode() for arg in argv]
+    return found
+
+
+def test_a_polkit_agent_runs_on_the_terminal_during_a_call_that_may_ask(ctl, randomd,
+                                                                        background):
+    """randomd is stopped while randomctl calls it, so the agent can be seen in between."""
+    randomd.process.send_signal(signal.SIGSTOP)
+    try:
+        process, master = start_on_terminal(ctl, "set-interval", "1", user=USER)
+        background.append(process)
+        agents = harness.wait_for(lambda: pkttyagents_of(process.pid), what="a pkttyagent")
+    finally:
+        randomd.process.send_signal(signal.SIGCONT)
+    try:
+        read_to_end(master)
+    finally:
+        os.close(master)
+    assert process.wait(harness.TIMEOUT) == STATUS["not_authorized"]
+    ((agent, argv),) = agents.items()
+    assert argv[1] == "--notify-fd" and argv[2].isdigit() and argv[3:] == ["--fallback"]
+    assert not Path(f"/proc/{agent}").exists()  # stopped (and reaped) before randomctl ended

@@ -1,5 +1,6 @@
 """Slow jobs on the bus: objects, progress, the private Finished signal, Wait, Cancel,
-quotas, expiry, owner disconnect, shutdown and idle exit.
+quotas, expiry, jobs whose owner left, shutdown and idle exit
+(tests/integration/test_job_lifetime.py has more on the lifetime of jobs).
 
 Clients are root connections in this process (dbus-fast), busctl, and a
 dbus-python bystander under another uid.  polkit is not running here, so
@@ -15,7 +16,7 @@ import subprocess
 import pytest
 
 import harness
-from clients import SignalRecorder, add_match, call, error_of, get_property
+from clients import SignalRecorder, add_match, call, error_of, get_property, wait_until
 from randomd import api
 from randomd import bus as buslib
 
@@ -69,6 +70,7 @@ async def test_slow_returns_a_job_path_with_its_properties(bus):
     assert values["Id"] == "1" and values["Bits"] == 8 and values["State"] == "running"
     assert values["BitsDone"] == 0 and values["Progress"] == 0.0 and values["Error"] == ""
     assert values["OwnerUID"] == 0 and values["Owner"] == bus.unique_name
+    assert values["OwnerConnected"] is True
     assert values["Created"] > 0 and values["Finished"] == 0
 
 
@@ -271,33 +273,43 @@ async def test_the_global_quota_names_its_limit(bus):
     assert error.type == ERROR + "QuotaExceeded" and "MaxJobs" in error.text
 
 
-# -- owner disconnect -----------------------------------------------------------------
+# -- owner disconnect: the job runs on ------------------------------------------------
 
-@pytest.mark.config("SlowBitInterval = 60\n")
-def test_a_job_whose_owner_leaves_is_cancelled_and_removed(daemon_and_bus):
-    daemon, _ = daemon_and_bus
+@pytest.mark.config("SlowBitInterval = 0.05\n")
+async def test_a_job_whose_owner_left_completes_and_a_later_connection_waits_for_it(
+        daemon_and_bus):
+    daemon, bus = daemon_and_bus
     started = harness.busctl(daemon.bus, "call", api.BUS_NAME, api.MANAGER_PATH,
                              api.MANAGER_INTERFACE, "Slow", "u", "8", check=True)
     path = started.stdout.split('"')[1]  # busctl has left the bus by now
-    harness.wait_for(lambda: "No job" in harness.busctl(
-        daemon.bus, "call", api.BUS_NAME, path, api.JOB_INTERFACE, "Cancel").stderr,
-        what="the abandoned job to leave")
+    (number,) = await job_call(bus, path, "Wait")  # root too: the owner's uid
+    assert 0 <= int(number) < 2**8
+    assert await get_property(bus, "State", api.JOB_INTERFACE, path) == "completed"
+    assert await get_property(bus, "OwnerConnected", api.JOB_INTERFACE, path) is False
 
 
-@pytest.mark.config("SlowBitInterval = 60\nMaxJobsPerUser = 1000\n")
-async def test_a_thousand_abandoned_jobs_leave_nothing_behind(daemon_and_bus):
+@pytest.mark.config("SlowBitInterval = 60\nMaxJobsPerUser = 1000\nResultTTL = 0\n")
+async def test_a_thousand_jobs_whose_owner_left_run_on_and_leave_nothing_once_ended(
+        daemon_and_bus):
     daemon, bus = daemon_and_bus
     owner = await buslib.connect(daemon.bus.address)
     for chunk in range(10):  # 100 at a time: below the bus's pending-call limit
         await asyncio.gather(*(slow(owner, 8) for _ in range(100)))
-    assert await get_property(bus, "ActiveJobs") == 1000
     recorder = SignalRecorder(bus)
-    await add_match(bus, "type='signal',member='InterfacesRemoved'")
+    await add_match(bus, "type='signal',member='PropertiesChanged',"
+                         f"path_namespace='{api.JOBS_PATH}'")
     owner.disconnect()
-    await recorder.wait_for(lambda m: sum(s.member == "InterfacesRemoved"
+    await recorder.wait_for(lambda m: sum("OwnerConnected" in s.body[1]
                                           for s in recorder.signals) == 1000, timeout=30)
-    assert await managed_paths(bus) == []
+    assert await get_property(bus, "ActiveJobs") == 1000
+    assert len(await managed_paths(bus)) == 1000
+    await call(bus, "CancelAll")
+    await wait_until(lambda: _no_jobs(bus), "the cancelled jobs to leave", timeout=30)
     assert await get_property(bus, "ActiveJobs") == 0
+
+
+async def _no_jobs(bus) -> bool:
+    return await managed_paths(bus) == []
 
 
 # -- shutdown and idle exit ---------------------------------------------------------------

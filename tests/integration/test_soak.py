@@ -7,8 +7,9 @@ a new one.  Checked:
 - no error but QuotaExceeded (all clients are root: they share one
   MaxJobsPerUser), and Cancelled for a Wait on a job the client cancelled;
 - every job accepted ends with exactly one Finished, received by its owner
-  only, agreeing with Wait and with Cancel; the jobs of a connection that
-  left on purpose are dropped (its running ones cancelled and removed);
+  only, agreeing with Wait and with Cancel; the running jobs of a
+  connection that left on purpose run on to their end, heard of by no one
+  (their Finished goes to the connection that left);
 - afterwards the job table is empty, and randomd's RSS and open fds are
   where they were after the warm-up.
 
@@ -146,8 +147,9 @@ class Client:
     async def leave(self) -> None:
         """Drop the connection with its jobs, and come back as a new one.
 
-        Its finished jobs are checked now; its running ones are cancelled and
-        removed by randomd, and nobody hears of them again.
+        Its finished jobs are checked now; its running ones run on in randomd
+        (they hold the uid's quota until they end), and nobody hears of them
+        again.
         """
         leaving, self.bus = self.bus, None  # what it still reads no longer counts
         for path, job in list(self.jobs.items()):
@@ -215,7 +217,7 @@ async def test_fifty_clients_mixing_everything_hold_their_invariants(start_rando
     end_rss, end_fds = rss_kb(pid), fd_count(pid)
     print(f"\nsoak ({SECONDS:g} s, {CLIENTS} clients, randomd on {library}): "
           f"{dict(counts)}; {started_jobs} jobs started, {accepted} checked for exactly one "
-          f"Finished, {len(abandoned)} dropped with their connection; randomd RSS "
+          f"Finished, {len(abandoned)} left running by their connection; randomd RSS "
           f"{warm_rss} kB after warm-up, {end_rss} kB at the end; fds {warm_fds} -> {end_fds}")
     assert started_jobs == accepted + len(abandoned)
     assert counts["quota"] > 0 and counts["leave"] > 0 and counts["cancel"] > 0

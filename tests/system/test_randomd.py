@@ -211,6 +211,21 @@ def test_randomctl_slow_with_a_configured_interval(testbed, who, configure):
     assert 0 <= collect(out.strip()) < 2**64
 
 
+def test_busctl_slow_then_busctl_wait_as_two_commands(testbed, who):
+    """The README's example as printed, at the shipped pace (8 bits: 2 s).
+
+    The job outlives the busctl that started it; the next busctl, of the
+    same user, collects its number.
+    """
+    start_randomd(testbed)
+    started = call(testbed, "Slow", "u", 8, user=who).stdout
+    m = re.fullmatch(r'o "(/org/randomd/Random1/jobs/[0-9]+)"', started.strip())
+    assert m, f"not a job path: {started!r}"
+    out = busctl(testbed, "call", "--timeout=60", NAME, m.group(1), "org.randomd.Random1.Job",
+                 "Wait", user=who).stdout
+    assert 0 <= int(busctl_string(out)) < 2**8
+
+
 def test_unprivileged_user_is_refused_set_interval(testbed):
     start_randomd(testbed)
     before = get_property(testbed, "SlowBitInterval")

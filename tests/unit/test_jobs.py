@@ -52,6 +52,9 @@ class Recorder:
     def job_removed(self, job: Job) -> None:
         self._record("removed", job)
 
+    def job_owner_left(self, job: Job) -> None:
+        self._record("owner_left", job)
+
     def _record(self, event: str, job: Job) -> None:
         self.calls.append((event, job.id, job.state, job.bits_done))
         for waiter in self._waiters:
@@ -363,15 +366,55 @@ async def test_result_ttl_zero_removes_right_after_finished(events: Recorder) ->
 
 
 @run_async
-async def test_owner_gone_cancels_and_removes_its_running_jobs(
+async def test_owner_gone_leaves_its_running_jobs_running(
+        manager: JobManager, events: Recorder, short_step: float) -> None:
+    job = start(manager, bits=256, interval=short_step, owner=":1.7")
+    manager.owner_gone(":1.7")
+    await events.until("progress", job)  # it goes on drawing bits
+    assert (job.state, job.owner_connected) == (JobState.RUNNING, False)
+    assert events.events(job)[:2] == ["started", "owner_left"]
+    assert manager.jobs() == [job] and manager.active == 1
+    await manager.shutdown()
+
+
+@run_async
+async def test_a_job_whose_owner_left_completes_and_can_be_waited_for(
+        manager: JobManager, events: Recorder) -> None:
+    job = start(manager, bits=4, interval=0.001, owner=":1.7")
+    manager.owner_gone(":1.7")
+    number = await manager.wait(job)
+    assert job.state == JobState.COMPLETED and 0 <= number < 16
+    assert events.events(job) == ["started", "owner_left", "finished"]
+    assert manager.get(job.id) is job  # kept for its ResultTTL, like anyone's
+
+
+@run_async
+async def test_a_job_whose_owner_left_can_be_cancelled(manager: JobManager) -> None:
+    job = start(manager, interval=FOREVER, owner=":1.7")
+    manager.owner_gone(":1.7")
+    manager.cancel(job)
+    with pytest.raises(Cancelled):
+        await manager.wait(job)
+    assert job.state == JobState.CANCELLED
+
+
+@run_async
+async def test_owner_gone_concerns_only_that_owners_jobs(
         manager: JobManager, events: Recorder) -> None:
     gone = start(manager, interval=FOREVER, owner=":1.7")
-    other = start(manager, interval=FOREVER, owner=":1.8")
+    other = start(manager, interval=FOREVER, owner=":1.8", uid=1000)
     manager.owner_gone(":1.7")
-    await events.until("removed", gone)
-    assert gone.state == JobState.CANCELLED
-    assert events.events(gone)[-2:] == ["finished", "removed"]
-    assert manager.jobs() == [other]
+    assert (gone.owner_connected, other.owner_connected) == (False, True)
+    assert events.events(other, "owner_left") == []
+    await manager.shutdown()
+
+
+@run_async
+async def test_owner_gone_is_told_once_per_job(manager: JobManager, events: Recorder) -> None:
+    job = start(manager, interval=FOREVER, owner=":1.7")
+    manager.owner_gone(":1.7")
+    manager.owner_gone(":1.7")
+    assert events.events(job, "owner_left") == ["owner_left"]
     await manager.shutdown()
 
 
@@ -381,8 +424,32 @@ async def test_owner_gone_keeps_its_finished_jobs_until_result_ttl(
     job = start(manager, bits=1, owner=":1.7")
     await manager.wait(job)
     manager.owner_gone(":1.7")
-    assert manager.get(job.id) is job
+    assert manager.get(job.id) is job and not job.owner_connected
     assert events.events(job, "removed") == []
+
+
+@run_async
+async def test_quota_counts_the_jobs_of_owners_that_left(events: Recorder) -> None:
+    manager = make_manager(events, max_jobs_per_user=2)
+    first = start(manager, interval=FOREVER, owner=":1.7")
+    start(manager, interval=FOREVER, owner=":1.8")
+    manager.owner_gone(":1.7")
+    manager.owner_gone(":1.8")
+    with pytest.raises(QuotaExceeded, match="MaxJobsPerUser"):
+        start(manager, interval=FOREVER, owner=":1.9")
+    manager.cancel(first)
+    await events.until("finished", first)
+    assert start(manager, interval=FOREVER, owner=":1.9").owner_connected
+    await manager.shutdown()
+
+
+@run_async
+async def test_job_timeout_ends_a_job_whose_owner_left(events: Recorder) -> None:
+    manager = make_manager(events, job_timeout=0.01)
+    job = start(manager, interval=FOREVER, owner=":1.7")
+    manager.owner_gone(":1.7")
+    with pytest.raises(Expired):
+        await manager.wait(job)
 
 
 @run_async

@@ -4,6 +4,10 @@ Every job start() accepted must reach exactly one terminal state and produce
 exactly one job_finished, after its task stopped; job_removed at most once
 and only after job_finished; and after shutdown, once a tiny ResultTTL has
 passed, an empty table.
+
+An owner's departure never ends a job: owner_gone stops no task and
+finishes nothing, it only marks the owner's jobs (job_owner_left, once per
+job), which then end like any other.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from randomd.jobs import Job, JobManager, JobState
 
 OWNERS = (":1.1", ":1.2", ":1.3")
 UIDS = (1000, 1001)
-EVENTS = ("job_started", "job_progress", "job_finished", "job_removed")
+EVENTS = ("job_started", "job_progress", "job_finished", "job_removed", "job_owner_left")
 TIMEOUTS = (0.0, 1e-6, 600.0)  # 0 expires a job at the loop's next turn
 TTLS = (0.0, 1e-4)  # small enough to wait for at the end
 
@@ -58,6 +62,7 @@ class Checker:
         self.tasks: dict[int, asyncio.Task[Any]] = {}
         self.finished: Counter[int] = Counter()
         self.removed: Counter[int] = Counter()
+        self.owner_left: Counter[int] = Counter()
         self.armed: set[str] = set()
         self._all_removed: tuple[int, asyncio.Future[None]] | None = None
 
@@ -96,6 +101,14 @@ class Checker:
                 future.set_result(None)
         self._maybe_raise("job_removed")
 
+    def job_owner_left(self, job: Job) -> None:
+        self.owner_left[job.id] += 1
+        if self.owner_left[job.id] > 1 or job.owner_connected or self.removed[job.id]:
+            self.problems.append(f"job {job.id}: owner left {self.owner_left[job.id]} times, "
+                                 f"connected {job.owner_connected}, "
+                                 f"removed {self.removed[job.id]} times")
+        self._maybe_raise("job_owner_left")
+
     def _maybe_raise(self, event: str) -> None:
         if event in self.armed:
             self.armed.discard(event)
@@ -127,6 +140,7 @@ class Scenario:
         self.manager = JobManager(dataclasses.replace(Config(), result_ttl=ttl), self.checker)
         self.accepted: list[Job] = []
         self.waiters: list[tuple[Job, asyncio.Task[int]]] = []
+        self.departed: set[int] = set()  # ids of the jobs whose owner left while in the table
 
     async def play(self, script: list[tuple[Any, ...]]) -> None:
         """Apply every operation, checking the counters after each, then shut down."""
@@ -151,7 +165,7 @@ class Scenario:
             else:
                 self.waiters.append((job, asyncio.create_task(manager.wait(job))))
         elif operation == "owner_gone":
-            manager.owner_gone(args[0])
+            self.owner_gone(args[0])
         elif operation == "cancel_all":
             assert 0 <= manager.cancel_all() <= manager.active
         elif operation in ("job_timeout", "result_ttl"):
@@ -171,6 +185,20 @@ class Scenario:
         (self.checker.tasks[job.id],) = asyncio.all_tasks() - before
         self.accepted.append(job)
 
+    def owner_gone(self, owner: str) -> None:
+        """The owner leaves: nothing of its jobs may end or be asked to end for it."""
+        checker = self.checker
+        mine = [job for job in self.accepted
+                if job.owner == owner and not checker.removed[job.id]]
+        running = [job for job in mine
+                   if not job.finished and not checker.tasks[job.id].cancelling()]
+        finished_before = checker.finished.copy()
+        self.manager.owner_gone(owner)
+        assert checker.finished == finished_before
+        assert not any(job.owner_connected for job in mine)
+        assert not any(job.finished or checker.tasks[job.id].cancelling() for job in running)
+        self.departed.update(job.id for job in mine)
+
     def check_counters(self) -> None:
         manager, accepted, checker = self.manager, self.accepted, self.checker
         unfinished = [job for job in accepted if not job.finished]
@@ -182,6 +210,8 @@ class Scenario:
         assert table == sorted(table)
         assert set(table) == {job.id for job in accepted if not checker.removed[job.id]}
         assert all(checker.finished[job.id] == job.finished for job in accepted)
+        assert all(job.owner_connected == (job.id not in self.departed) for job in accepted)
+        assert all(checker.owner_left[job.id] == (job.id in self.departed) for job in accepted)
 
     async def check_end(self) -> None:
         checker = self.checker
