@@ -99,12 +99,15 @@ class Profile:
     stall_runs: int = 5  # for randomd on each library
     stall_others: bool = True  # one stall run of each other service, for comparison
     settle: float = 0.3
+    client_rounds: int = 8  # interleaved rounds of the four client modes, per repeat
+    client_duration: float = 1.0
 
 
 PROFILES = {
     "default": Profile(repeats=4),
     "quick": Profile(repeats=3, warmup=0.3, duration_1x1=0.6, duration_4x16=0.8,
-                     stall_runs=2, stall_others=False, settle=0.2),
+                     stall_runs=2, stall_others=False, settle=0.2, client_rounds=4,
+                     client_duration=0.5),
 }
 
 
@@ -421,6 +424,51 @@ def measure_slow(runner: Runner, service: Service, profile: Profile, bystanders:
         bus.stop()
 
 
+def measure_client(runner: Runner, profile: Profile) -> dict:
+    """randomd.client against the raw dbus-fast library, on one randomd (client_load.py)."""
+    bus = Bus()
+    try:
+        running = runner.start(BY_KEY["randomd-fast"], bus)
+        time.sleep(profile.settle)
+        # As root, from the byte-compiled copy of the package the services use.
+        done = subprocess.run(
+            [PYTHON, str(BENCH / "client_load.py"), str(runner.workdir / "services"),
+             bus.address, str(profile.client_rounds), str(profile.warmup),
+             str(profile.client_duration)],
+            capture_output=True, text=True, timeout=TIMEOUT * 4, cwd="/",
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                 "RANDOMD_BUS_LIBRARY": "dbus_fast"})
+        result = {"alive": running.alive(), "log": running.stop()}
+        if done.returncode != 0:
+            raise RuntimeError(f"client_load failed: {done.stderr.strip()[-500:]}")
+        result.update(json.loads(done.stdout))
+        return result
+    finally:
+        bus.stop()
+
+
+def client_table(runs: list[dict]) -> str:
+    """The client phase: medians over runs of calls/s, the client's CPU per call, ratios."""
+    runs = [run for run in runs if run]
+    if not runs:
+        return ""
+    def med(key: str, mode: str) -> float:
+        return statistics.median(run[key][mode] for run in runs)
+    rows = [("randomd.client.aio quick(), 16 in flight", "aio_16", "raw dbus-fast, 16 in flight",
+             "raw_16"),
+            ("randomd.client quick(), one at a time", "blocking_1",
+             "raw dbus-fast, one at a time", "raw_1")]
+    out = ["| Python client (one randomd on dbus-fast) | calls/s | client CPU µs/call "
+           "| raw calls/s | raw CPU µs/call | ratio (median of rounds) | >= 0.9 |",
+           "|---|---|---|---|---|---|---|"]
+    for title, mode, _raw_title, raw in rows:
+        ratio = statistics.median(run["ratio"][mode] for run in runs)
+        out.append(f"| {title} | {med('median', mode):.0f} | {med('cpu_us_per_call', mode):.1f} "
+                   f"| {med('median', raw):.0f} | {med('cpu_us_per_call', raw):.1f} "
+                   f"| {ratio:.2f} | {'yes' if ratio >= 0.9 else '**no**'} |")
+    return "\n".join(out)
+
+
 # -- summary ---------------------------------------------------------------------
 
 def median(values: list[float]) -> float | None:
@@ -689,8 +737,8 @@ def main() -> int:
     parser.add_argument("--bystanders", type=int, default=400)
     parser.add_argument("--bystander-match", default=DEFAULT_BYSTANDER_MATCH)
     parser.add_argument("--no-stall", action="store_true", help="leave out the bus stall runs")
-    parser.add_argument("--phases", default="quick,slow,bystanders",
-                        help="which of quick, slow, bystanders to run (default: all)")
+    parser.add_argument("--phases", default="quick,slow,bystanders,client",
+                        help="which of quick, slow, bystanders, client to run (default: all)")
     parser.add_argument("--randomd", type=Path, default=REPO / "randomd", metavar="DIR",
                         help="the randomd package to measure (default: this checkout's), "
                         "e.g. an older version for a before/after comparison")
@@ -708,9 +756,10 @@ def main() -> int:
     unknown = [k for k in args.services.split(",") if k not in BY_KEY]
     if unknown:
         parser.error(f"unknown service {', '.join(unknown)}; known: {', '.join(BY_KEY)}")
-    unknown = [p for p in args.phases.split(",") if p not in ("quick", "slow", "bystanders")]
+    phases = ("quick", "slow", "bystanders", "client")
+    unknown = [p for p in args.phases.split(",") if p not in phases]
     if unknown:
-        parser.error(f"unknown phase {', '.join(unknown)}; known: quick, slow, bystanders")
+        parser.error(f"unknown phase {', '.join(unknown)}; known: {', '.join(phases)}")
     services = [BY_KEY[k] for k in args.services.split(",")]
     ensure_user(USER)
     workdir = public_tempdir("randomd-bench-")
@@ -720,7 +769,7 @@ def main() -> int:
             "bystanders_count": args.bystanders, "environment": environment(),
             "randomd": str(args.randomd), "loadavg_before": _loadavg(),
             "services": [s.key for s in services], "quick": [], "slow": [], "bystanders": [],
-            "stall": []}
+            "stall": [], "client": []}
     try:
         runner = Runner(workdir, build(workdir, args.randomd.resolve()), args.bystander_match)
         for repeat in range(profile.repeats):
@@ -744,6 +793,14 @@ def main() -> int:
                         log(f"  failed: {error}")
                         results[service.key] = None
                 data[phase].append(results)
+            if "client" in args.phases.split(","):
+                log(f"[{time.monotonic() - started:5.0f} s] repeat {repeat + 1}/"
+                    f"{profile.repeats} client: randomd.client against raw dbus-fast")
+                try:
+                    data["client"].append(measure_client(runner, profile))
+                except Exception as error:
+                    log(f"  failed: {error}")
+                    data["client"].append(None)
         if not args.no_stall:
             for run in range(profile.stall_runs):
                 for service in services:
@@ -773,6 +830,8 @@ def main() -> int:
     data["targets"] = [{"target": t, "measured": v, "met": ok} for t, v, ok in
                        targets(data["summary"])]
     text = f"{header(data)}\n\n{table(data, data['summary'])}"
+    if data["client"]:
+        text += "\n\n" + client_table(data["client"])
     print(text)
     path = args.json or BENCH / "results" / (time.strftime("%Y%m%d-%H%M%S") + ".json")
     path.parent.mkdir(parents=True, exist_ok=True)

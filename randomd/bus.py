@@ -7,7 +7,14 @@ tests run on both).  Nothing else in randomd imports either library.
 
 Both libraries' message writers drop the connection when the socket to the
 bus is full (EAGAIN), and Debian's dbus-fast sends queued messages in reverse
-order; connect() installs FifoWriter instead.
+order; Bus puts FifoWriter in the place of the library's writer.
+
+That reaches into the library's insides, which change between releases
+(dbus-fast 5.0 moved the socket and the writer from MessageBus() into
+connect()).  connect() first checks that the library is laid out as bus.py
+expects, and refuses one it does not know with UnsupportedLibrary, one
+sentence naming the library and its version: mending a layout it does not
+know could only fail later, once per message.
 """
 
 from __future__ import annotations
@@ -21,15 +28,17 @@ from collections import deque
 from itertools import islice
 from typing import Any
 
+from . import bus_layout
 from .imports import without
 
 __all__ = [
     "LIBRARY", "Message", "MessageType", "MessageFlag", "BusType", "NameFlag",
     "RequestNameReply", "Variant", "DBusError", "Bus",
-    "connect", "call", "FifoWriter", "signature_tree",
+    "connect", "call", "FifoWriter", "signature_tree", "UnsupportedLibrary", "check_library",
 ]
 
 _PREFERENCE = ("dbus_fast", "dbus_next")
+_DISTRIBUTIONS = {"dbus_fast": "dbus-fast", "dbus_next": "dbus-next"}
 
 
 def _import_library() -> tuple[str, Any, Any]:
@@ -62,17 +71,18 @@ RequestNameReply = _lib.RequestNameReply
 Variant = _lib.Variant
 DBusError = _lib.DBusError
 MessageBus = _aio.MessageBus
-if LIBRARY == "dbus_fast":
+_FLAG_MAP = getattr(importlib.import_module(LIBRARY + ".constants"), "MESSAGE_FLAG_MAP", None)
+if LIBRARY == "dbus_fast" and isinstance(_FLAG_MAP, dict):
     # dbus-fast 1.84 looks a message's flags up in a table of single flags:
     # a call with two (busctl --expect-reply=no sends 5), or with a bit D-Bus
     # does not define yet, raises KeyError in its reader, which drops the
     # connection (dbus-fast issue 239, fixed upstream by PR 241).
-    importlib.import_module("dbus_fast.constants").MESSAGE_FLAG_MAP.update(
-        {value: MessageFlag(value) for value in range(256)})
+    _FLAG_MAP.update({value: MessageFlag(value) for value in range(256)})
 _signature = importlib.import_module(LIBRARY + ".signature")
 # dbus-fast's compiled marshaller can emit a corrupt message for a body that
 # does not match its signature (the bus then drops the connection): verify first.
-signature_tree = getattr(_signature, "get_signature_tree", None) or _signature.SignatureTree._get
+signature_tree = (getattr(_signature, "get_signature_tree", None)
+                  or getattr(getattr(_signature, "SignatureTree", None), "_get", None))
 
 # dbus-daemon allows 128 calls awaiting a reply per connection; keep our own
 # outgoing calls (polkit, GetConnectionUnixUser) well below that.
@@ -100,11 +110,11 @@ class FifoWriter:
     the reason and drain() returns it: nothing waits for a socket that is gone.
     """
 
-    def __init__(self, bus: Any) -> None:
+    def __init__(self, bus: Any, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._bus = bus
         self._sock = bus._sock
         self._fd = bus._fd
-        self._loop = bus._loop
+        self._loop = bus._loop if loop is None else loop
         self._queue: deque[tuple[bytes, asyncio.Future | None]] = deque()
         self._offset = 0  # bytes of the first queued message already sent
         self._polling = False
@@ -238,17 +248,72 @@ def _fail(future: asyncio.Future | None, error: Exception) -> None:
         future.set_exception(error)
 
 
+class UnsupportedLibrary(Exception):
+    """The bus library is not laid out as randomd.bus expects: one sentence, naming it."""
+
+
+_UNCHECKED = object()
+_layout_problem: object = _UNCHECKED
+
+
+def library_version() -> str:
+    """The version of the bus library in use, as its package states it."""
+    try:
+        if LIBRARY == "dbus_fast":
+            return importlib.import_module("dbus_fast.__version__").__version__
+        from importlib.metadata import version
+        return version(_DISTRIBUTIONS[LIBRARY])
+    except Exception:  # the version only labels the message; never fail for it
+        return "(version unknown)"
+
+
+def _unsupported(problem: str) -> UnsupportedLibrary:
+    return UnsupportedLibrary(f"{_DISTRIBUTIONS[LIBRARY]} {library_version()} is not supported: "
+                              f"{problem} (randomd knows {bus_layout.KNOWN})")
+
+
+def check_library() -> None:
+    """Raise UnsupportedLibrary unless the library has all that Bus replaces and mends."""
+    global _layout_problem
+    if _layout_problem is _UNCHECKED:
+        _layout_problem = bus_layout.layout_problem(
+            sys.modules[MessageBus.__module__], flag_map=_FLAG_MAP,
+            needs_flag_map=LIBRARY == "dbus_fast", signature_tree=signature_tree)
+    if _layout_problem is not None:
+        raise _unsupported(str(_layout_problem))
+
+
 class Bus(MessageBus):
     """The library's asyncio bus, with FifoWriter and a cap on outgoing calls."""
 
     def __init__(self, address: str | None, bus_type: Any) -> None:
+        self._fifo: FifoWriter | None = None
+        # The real loop: while connecting, the library's self._loop is a _ReaderHook.
+        self._event_loop = asyncio.get_running_loop()
         super().__init__(bus_address=address, bus_type=bus_type)
-        self._writer = FifoWriter(self)
         self.call_slots = asyncio.Semaphore(MAX_PENDING_CALLS)
 
     @property
+    def _writer(self) -> FifoWriter | None:
+        return self._fifo
+
+    @_writer.setter
+    def _writer(self, library_writer: Any) -> None:
+        # The library makes its _MessageWriter once its socket exists: in
+        # MessageBus() up to dbus-fast 4 and in dbus-next, in connect() from
+        # dbus-fast 5.0 (and sets None if connecting fails).  Ours takes its place.
+        if library_writer is None:
+            self._fifo = None
+            return
+        try:
+            self._fifo = FifoWriter(self, self._event_loop)
+        except AttributeError as error:  # bus_layout could not see this one
+            raise _unsupported(f"its MessageBus has no {error.name}") from None
+
+    @property
     def writer(self) -> FifoWriter:
-        return self._writer
+        assert self._fifo is not None, "not connected"
+        return self._fifo
 
     def _create_unmarshaller(self) -> Any:
         # dbus-next's Unmarshaller holds bound methods of itself (a cycle):
@@ -262,13 +327,14 @@ class Bus(MessageBus):
 
     def post(self, msg: Any) -> None:
         """Send a reply or a signal: like send(), without a future, in a batch."""
-        self._writer.post(msg)
+        self._fifo.post(msg)  # type: ignore[union-attr]  # connected
 
     def _finalize(self, err: Exception | None = None) -> None:
         # The library's reader calls this when the bus closes the connection;
         # it forgets the writer's poll but not the writer's queue.
-        self._writer.closed(err if isinstance(err, OSError)
-                            else ConnectionError("the bus closed the connection"))
+        if self._fifo is not None:
+            self._fifo.closed(err if isinstance(err, OSError)
+                              else ConnectionError("the bus closed the connection"))
         super()._finalize(err)
 
     async def connect(self) -> Bus:
@@ -278,12 +344,18 @@ class Bus(MessageBus):
         loop = self._loop
         self._loop = _ReaderHook(loop, self)
         try:
-            return await super().connect()
+            await super().connect()
         finally:
             self._loop = loop
+        if self._fifo is None:
+            self.disconnect()
+            raise _unsupported("its MessageBus did not make its writer")
+        return self
 
     def _wrap_reader(self, reader: Any) -> Any:
-        writer = self._writer
+        writer = self._fifo
+        if writer is None:  # else each read would fail, and the loop call it again
+            raise _unsupported("its MessageBus adds its reader before its writer")
 
         def read() -> None:
             writer.hold()
@@ -312,7 +384,11 @@ class _ReaderHook:
 
 
 async def connect(address: str | None = None, system: bool = True) -> Bus:
-    """Connect to the bus at *address*, else the system (or session) bus."""
+    """Connect to the bus at *address*, else the system (or session) bus.
+
+    Raises UnsupportedLibrary first if the bus library is one randomd does not know.
+    """
+    check_library()
     bus_type = BusType.SYSTEM if system else BusType.SESSION
     return await Bus(address, bus_type).connect()
 

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from . import errors
+from . import api, errors
 from .bus import Bus, DBusError, Message, MessageType, call
 
 log = logging.getLogger("randomd.callers")
 
-_DBUS = dict(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-             interface="org.freedesktop.DBus")
 # Only departures matter: a new owner of "" means the name left the bus.
-_DEPARTURES = ("type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',"
-               "member='NameOwnerChanged',path='/org/freedesktop/DBus',arg2=''")
+_DEPARTURES = api.name_owner_changed_rule(arg2="")
 LOOKUP_TIMEOUT = 10.0
 
 
@@ -45,7 +43,7 @@ class CallerRegistry:
 
     async def start(self) -> None:
         """Subscribe to departures; call once after connecting."""
-        await call(self._bus, Message(**_DBUS, member="AddMatch", signature="s",
+        await call(self._bus, Message(**api.BUS_DAEMON, member="AddMatch", signature="s",
                                       body=[_DEPARTURES]), LOOKUP_TIMEOUT)
 
     def on_gone(self, listener: Callable[[str], None]) -> None:
@@ -63,12 +61,9 @@ class CallerRegistry:
             return future.result()
         return await asyncio.shield(future)
 
-    def known(self) -> int:
-        """How many callers are cached (for tests of leaks)."""
-        return len(self._callers)
-
     async def _ask_uid(self, unique_name: str) -> Caller:
-        msg = Message(**_DBUS, member="GetConnectionUnixUser", signature="s", body=[unique_name])
+        msg = Message(**api.BUS_DAEMON, member="GetConnectionUnixUser", signature="s",
+                      body=[unique_name])
         try:
             (uid,) = await call(self._bus, msg, LOOKUP_TIMEOUT)
         except DBusError as error:
@@ -84,7 +79,7 @@ class CallerRegistry:
 
     def _on_message(self, msg: Any) -> bool:
         if (msg.message_type == MessageType.SIGNAL and msg.member == "NameOwnerChanged"
-                and msg.sender == "org.freedesktop.DBus" and msg.signature == "sss"
+                and msg.sender == api.BUS_DAEMON_NAME and msg.signature == "sss"
                 and not msg.body[2]):
             name = msg.body[0]
             if name.startswith(":"):

@@ -1,7 +1,8 @@
 """randomd, the daemon: connect, own the name, serve until told to stop.
 
 Exit status: 0 after SIGTERM/SIGINT or an idle exit, 1 when the bus is lost
-or the name cannot be owned, 78 (EX_CONFIG) for a bad configuration file.
+or the name cannot be owned, 78 (EX_CONFIG) for a bad configuration file or
+a bus library randomd does not know.
 """
 
 from __future__ import annotations
@@ -16,115 +17,53 @@ import contextlib
 import logging
 import signal
 import sys
-import types
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import __version__, api, config as configuration, logs, notify
-from .bus import Bus, DBusError, NameFlag, RequestNameReply, connect
+from . import __version__, api, logs, notify, options
+from .bus import Bus, DBusError, NameFlag, RequestNameReply, UnsupportedLibrary, connect
 from .callers import CallerRegistry
-from .config import Config
 from .errors import ConfigError
 from .job_object import JobPublisher, no_such_job
 from .jobs import JobManager
 from .manager import Manager
 from .polkit import Authority
 from .service import ObjectTree
-
-if TYPE_CHECKING:
-    import argparse
+from .settings import Settings
 
 log = logging.getLogger("randomd")
 
 EX_CONFIG = 78
-STATUS_INTERVAL = 0.2
-
-
-# The options _parse_usual reads: those with a value, and the bus choices.
-_VALUED = {"--address": "address", "--config": "config", "--log-level": "log_level"}
-_WHERE = {"--system": "system", "--session": "session"}
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace | types.SimpleNamespace:
-    """The command line.  The usual options are read without argparse (its
-    import is a few per cent of randomd's start-up); anything else, --help
-    and every mistake go to argparse, which answers them as it always did."""
-    usual = _parse_usual(sys.argv[1:] if argv is None else argv)
-    return usual if usual is not None else _parse_with_argparse(argv)
-
-
-def _parse_usual(argv: list[str]) -> types.SimpleNamespace | None:
-    """What argparse would return for *argv*, if it is made of the usual
-    options, each at most once and spelled out; else None."""
-    values: dict = {"bus": None, "address": None, "config": configuration.DEFAULT_PATH,
-                    "log_level": None}
-    seen: set[str] = set()
-    tokens = iter(argv)
-    for token in tokens:
-        if token in seen:
-            return None
-        seen.add(token)
-        if token in _WHERE:
-            values["bus"] = _WHERE[token]
-        elif token in _VALUED:
-            value = next(tokens, None)
-            if value is None or value.startswith("-"):
-                return None
-            values[_VALUED[token]] = value
-        else:
-            return None
-    if len(seen & {"--system", "--session", "--address"}) > 1:  # mutually exclusive
-        return None
-    if values["log_level"] is not None and values["log_level"] not in configuration.LOG_LEVELS:
-        return None
-    if "--config" in seen:
-        values["config"] = Path(values["config"])
-    return types.SimpleNamespace(**values)
-
-
-def _parse_with_argparse(argv: list[str] | None) -> argparse.Namespace:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="randomd", description="Serve random numbers on the D-Bus system bus.")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--system", dest="bus", action="store_const", const="system",
-                       help="serve on the system bus (the default)")
-    where.add_argument("--session", dest="bus", action="store_const", const="session",
-                       help="serve on the session bus (for development)")
-    where.add_argument("--address", metavar="ADDR", help="serve on the bus at this address")
-    parser.add_argument("--config", metavar="PATH", type=Path, default=configuration.DEFAULT_PATH,
-                        help=f"configuration file (default {configuration.DEFAULT_PATH})")
-    parser.add_argument("--log-level", choices=configuration.LOG_LEVELS,
-                        help="overrides LogLevel from the configuration file")
-    parser.add_argument("--version", action="version", version=f"randomd {__version__}")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the randomd command."""
-    args = parse_args(argv)
     try:
-        config = configuration.load(args.config)
+        args = options.parse(sys.argv[1:] if argv is None else argv)
+    except options.Exit as exit_:
+        print(exit_.text, end="", file=sys.stdout if exit_.status == 0 else sys.stderr)
+        return exit_.status
+    try:
+        settings = Settings.load(args.config, log_level=args.log_level)
     except ConfigError as error:
         print(f"randomd: {error}", file=sys.stderr)
         return EX_CONFIG
-    logs.setup(args.log_level or config.log_level)
-    return asyncio.run(Daemon(args, config).run())
+    logs.setup(settings.log_level)
+    return asyncio.run(Daemon(args, settings).run())
 
 
 class Daemon:
     """One run of the service, from connecting to exiting."""
 
-    def __init__(self, args: argparse.Namespace, config: Config) -> None:
+    def __init__(self, args: options.Options, settings: Settings) -> None:
         self._args = args
-        self._config = config
+        self._settings = settings
         self._stop = asyncio.Event()
-        self._status_due = False
 
     async def run(self) -> int:
         try:
             bus = await connect(self._args.address, system=self._args.bus != "session")
+        except UnsupportedLibrary as error:  # restarting cannot help: as for a bad config
+            print(f"randomd: {error}", file=sys.stderr)
+            return EX_CONFIG
         except Exception as error:  # no socket, refused, bad address, auth
             print(f"randomd: cannot connect to the bus: {error}", file=sys.stderr)
             return 1
@@ -132,7 +71,7 @@ class Daemon:
         if not await self._own_name(bus):
             return 1
         self._install_signal_handlers()
-        notify.ready(self._status())
+        notify.ready(self._status.text())
         log.info("randomd %s serving %s on %s", __version__, api.BUS_NAME, bus.unique_name)
         if await self._wait_until_done(bus):
             await self._jobs.shutdown()  # nobody can hear of them now: end them quietly
@@ -140,16 +79,18 @@ class Daemon:
         return 0 if await self._shutdown(bus) else 1
 
     async def _serve_objects(self, bus: Bus) -> None:
+        """Build the layers bottom up; each listener subscribes as it is made."""
         self._callers = CallerRegistry(bus)
         await self._callers.start()
         self._tree = ObjectTree(bus, api.MANAGER_PATH, no_object=no_such_job)
         authority = Authority(bus, self._callers)
-        publisher = JobPublisher(self._tree, self._callers, self._jobs_changed)
-        self._jobs = JobManager(self._config, publisher)
-        publisher.jobs, publisher.authority = self._jobs, authority
-        self._manager = Manager(self._config, self._tree, self._jobs, authority, self.reload)
-        self._tree.export(api.MANAGER_PATH, self._manager)
+        self._jobs = JobManager(self._settings)
         self._callers.on_gone(self._jobs.owner_gone)
+        # The publisher first: a job's object exists before the counters announce it.
+        JobPublisher(self._tree, self._callers, self._jobs, authority)
+        self._manager = Manager(self._settings, self._tree, self._jobs, authority)
+        self._status = notify.Status(self._jobs, self._settings)
+        self._tree.export(api.MANAGER_PATH, self._manager)
 
     async def _own_name(self, bus: Bus) -> bool:
         try:
@@ -173,7 +114,7 @@ class Daemon:
         background = [asyncio.ensure_future(self._stop.wait())]
         if (interval := notify.watchdog_interval()) is not None:
             background.append(asyncio.ensure_future(notify.keep_watchdog_fed(interval)))
-        if self._config.idle_exit_sec > 0:
+        if self._settings.current.idle_exit_sec > 0:
             background.append(asyncio.ensure_future(self._idle_exit()))
         disconnected = asyncio.ensure_future(bus.wait_for_disconnect())
         await asyncio.wait([disconnected, *background], return_when=asyncio.FIRST_COMPLETED)
@@ -195,7 +136,7 @@ class Daemon:
         ShuttingDown.  Its answer restarts the count.
         """
         loop = asyncio.get_running_loop()
-        idle_exit_sec = self._config.idle_exit_sec
+        idle_exit_sec = self._settings.current.idle_exit_sec
         while True:
             remaining = idle_exit_sec - (loop.time() - self._tree.last_call)
             busy = self._tree.calls_in_flight() or not self._jobs.idle()
@@ -227,36 +168,6 @@ class Daemon:
         bus.disconnect()
         return True
 
-    def reload(self) -> None:
-        """Re-read the configuration file; a broken one raises ConfigError and changes nothing."""
-        notify.reloading()
-        try:
-            config = configuration.load(self._args.config)
-        except ConfigError as error:
-            log.error("reload failed, keeping the old configuration: %s", error)
-            raise
-        else:
-            self._config = config
-            self._manager.apply_config(config)
-            logs.set_level(self._args.log_level or config.log_level)
-            log.info("configuration reloaded from %s", self._args.config)
-        finally:
-            notify.ready(self._status())
-
     def _on_sighup(self) -> None:
         with contextlib.suppress(ConfigError):  # logged; SIGHUP has no one to answer
-            self.reload()
-
-    def _jobs_changed(self) -> None:
-        self._manager.jobs_changed()
-        # At most one STATUS= per STATUS_INTERVAL, however many jobs change.
-        if not self._status_due:
-            self._status_due = True
-            asyncio.get_running_loop().call_later(STATUS_INTERVAL, self._send_status)
-
-    def _send_status(self) -> None:
-        self._status_due = False
-        notify.status(self._status())
-
-    def _status(self) -> str:
-        return f"Serving; {self._jobs.active} jobs running, {self._jobs.started} started."
+            self._settings.reload()

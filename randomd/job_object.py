@@ -1,6 +1,6 @@
 """Jobs on the bus: one object per job, and the signals that follow its life.
 
-JobPublisher receives the job core's events and turns them into D-Bus:
+JobPublisher listens to the job core and turns its events into D-Bus:
 InterfacesAdded/InterfacesRemoved from the manager, coalesced
 PropertiesChanged for progress and for the owner's departure, and the
 Finished signal, unicast to the owner alone because it carries the owner's
@@ -9,13 +9,14 @@ secret.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import TYPE_CHECKING, Callable
+from functools import partial
+from typing import TYPE_CHECKING
 
 from . import api, errors
 from .callers import CallerRegistry
-from .jobs import Job, JobManager
+from .coalesce import Coalescer
+from .jobs import Job, JobListener, JobManager
 from .service import Call, Interface, ObjectTree, Signal, dbus_property, method
 
 if TYPE_CHECKING:
@@ -25,8 +26,8 @@ log = logging.getLogger("randomd.jobs")
 
 # API.md: progress changes are coalesced to at most about ten a second per job.
 PROGRESS_INTERVAL = 0.1
-# Jobs whose progress waits are announced together, by one timer that fires
-# at most this often (however many jobs run).  While the bus does not keep up
+# Jobs whose progress waits are announced together, on a grid of this step,
+# so that their signals leave in one write.  While the bus does not keep up
 # with what randomd sends, progress waits (a job's end still announces its
 # final progress): each PropertiesChanged is a broadcast, which the bus copies
 # to every listener.
@@ -59,7 +60,8 @@ class JobObject(Interface, name=api.JOB_INTERFACE):
         """The owner's uid and root may use a job; others need manage-jobs."""
         caller = await self._callers.lookup(call.sender)
         if caller.uid != self.job.owner_uid:
-            await self._authority.authorize(call, api.ACTION_MANAGE_JOBS)
+            await self._authority.authorize(call.sender, api.ACTION_MANAGE_JOBS,
+                                            interactive=call.interactive)
 
     @dbus_property("s", "const")
     def Id(self) -> str:
@@ -106,74 +108,36 @@ class JobObject(Interface, name=api.JOB_INTERFACE):
         return self.job.finished_us
 
 
-class JobPublisher:
-    """The job core's events (jobs.JobEvents), published on the bus."""
+class JobPublisher(JobListener):
+    """The job core's events, published on the bus."""
 
-    def __init__(self, tree: ObjectTree, callers: CallerRegistry,
-                 on_change: Callable[[], None]) -> None:
+    def __init__(self, tree: ObjectTree, callers: CallerRegistry, jobs: JobManager,
+                 authority: Authority) -> None:
         self._tree = tree
         self._callers = callers
-        self._on_change = on_change
+        self._jobs = jobs
+        self._authority = authority
         self._objects: dict[int, JobObject] = {}
-        # When each running job last announced progress (at first: when it started).
-        self._last_progress: dict[int, float] = {}
-        # Running jobs whose progress is not announced yet, and the timer for them.
-        self._pending: dict[int, Job] = {}
-        self._tick: asyncio.TimerHandle | None = None
-        self.jobs: JobManager  # set by the daemon once both exist
-        self.authority: Authority
+        # Each running job's progress announcements, at most one per PROGRESS_INTERVAL.
+        self._progress: dict[int, Coalescer] = {}
+        jobs.subscribe(self)
 
     def job_started(self, job: Job) -> None:
-        obj = JobObject(job, self.jobs, self._callers, self.authority)
+        obj = JobObject(job, self._jobs, self._callers, self._authority)
         self._objects[job.id] = obj
-        self._last_progress[job.id] = asyncio.get_running_loop().time()
+        self._progress[job.id] = Coalescer(
+            PROGRESS_INTERVAL, partial(self._announce_progress, obj), grid=PROGRESS_TICK,
+            hold=self._tree.congested)
         self._tree.export(api.job_path(job.id), obj)
-        self._on_change()
 
     def job_progress(self, job: Job) -> None:
-        if job.id in self._pending:
-            return
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        due = self._last_progress.get(job.id, 0.0) + PROGRESS_INTERVAL
-        if now >= due and not self._tree.congested():
-            self._announce_progress(job.id, now)
-            return
-        self._pending[job.id] = job
-        if self._tick is None:
-            self._tick = loop.call_at(max(due, now + PROGRESS_TICK), self._on_tick)
+        self._progress[job.id].request()
 
-    def _on_tick(self) -> None:
-        """Announce the progress of every job that waited long enough; wait for the rest."""
-        self._tick = None
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        if self._tree.congested():
-            self._tick = loop.call_at(now + PROGRESS_INTERVAL, self._on_tick)
-            return
-        next_due = None
-        for job_id in list(self._pending):
-            due = self._last_progress.get(job_id, 0.0) + PROGRESS_INTERVAL
-            if now >= due:
-                del self._pending[job_id]
-                self._announce_progress(job_id, now)
-            elif next_due is None or due < next_due:
-                next_due = due
-        if next_due is not None:
-            self._tick = loop.call_at(max(next_due, now + PROGRESS_TICK), self._on_tick)
-
-    def _announce_progress(self, job_id: int, now: float) -> None:
-        obj = self._objects.get(job_id)
-        if obj is not None:
-            self._last_progress[job_id] = now
-            self._tree.properties_changed(api.job_path(job_id), obj, ["BitsDone", "Progress"])
+    def _announce_progress(self, obj: JobObject) -> None:
+        self._tree.properties_changed(api.job_path(obj.job.id), obj, ["BitsDone", "Progress"])
 
     def job_finished(self, job: Job) -> None:
-        self._pending.pop(job.id, None)
-        if not self._pending and self._tick is not None:
-            self._tick.cancel()
-            self._tick = None
-        self._last_progress.pop(job.id, None)
+        self._forget_progress(job)  # the end tells the last progress
         path = api.job_path(job.id)
         obj = self._objects[job.id]
         self._tree.properties_changed(path, obj, ["BitsDone", "Progress", "State", "Error",
@@ -186,7 +150,6 @@ class JobPublisher:
         log.debug("job %d %s", job.id, job.state,
                  extra={"RANDOMD_JOB": job.id, "RANDOMD_UID": job.owner_uid,
                         "RANDOMD_SENDER": job.owner})
-        self._on_change()
 
     def job_owner_left(self, job: Job) -> None:
         obj = self._objects.get(job.id)
@@ -194,10 +157,14 @@ class JobPublisher:
             self._tree.properties_changed(api.job_path(job.id), obj, ["OwnerConnected"])
 
     def job_removed(self, job: Job) -> None:
-        self._pending.pop(job.id, None)
-        self._last_progress.pop(job.id, None)
+        self._forget_progress(job)
         self._objects.pop(job.id, None)
         self._tree.unexport(api.job_path(job.id))
+
+    def _forget_progress(self, job: Job) -> None:
+        progress = self._progress.pop(job.id, None)
+        if progress is not None:
+            progress.cancel()
 
 
 def no_such_job(path: str) -> errors.RandomdError:

@@ -2,7 +2,8 @@
 
 A JobManager keeps a table of jobs.  Each running job is one asyncio task
 that draws a bit per interval; the manager alone decides how a job ended and
-tells the D-Bus layer through JobEvents.  Everything here serves one
+tells its listeners (JobListener: the D-Bus layer, systemd's status line),
+which subscribe when they are made.  Everything here serves one
 invariant: every job that start() accepted reaches exactly one terminal
 state, announced by exactly one job_finished, and later leaves the table
 with exactly one job_removed.
@@ -27,15 +28,16 @@ import logging
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING
 
-from .config import Config
-from .errors import (Cancelled, Expired, Failed, NoSuchJob, QuotaExceeded, RandomdError,
-                     ShuttingDown)
+from .errors import Cancelled, Expired, Failed, QuotaExceeded, RandomdError, ShuttingDown
 from .limits import check_range
 from .randomness import random_integer
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 log = logging.getLogger("randomd.jobs")
 
@@ -99,14 +101,26 @@ class Job:
         return self.error.dbus_name if self.error is not None else ""
 
 
-class JobEvents(Protocol):
-    """What the D-Bus layer hears about jobs, called synchronously from the loop."""
+class JobListener:
+    """What a part of randomd hears about jobs, called synchronously from the loop.
 
-    def job_started(self, job: Job) -> None: ...
-    def job_progress(self, job: Job) -> None: ...
-    def job_finished(self, job: Job) -> None: ...
-    def job_removed(self, job: Job) -> None: ...
-    def job_owner_left(self, job: Job) -> None: ...
+    A listener overrides the events it needs.
+    """
+
+    def job_started(self, job: Job) -> None:
+        """start() accepted *job*."""
+
+    def job_progress(self, job: Job) -> None:
+        """*job* drew more bits (not told for the last ones: job_finished tells them)."""
+
+    def job_finished(self, job: Job) -> None:
+        """*job* reached its terminal state."""
+
+    def job_removed(self, job: Job) -> None:
+        """*job* left the table."""
+
+    def job_owner_left(self, job: Job) -> None:
+        """The connection that started *job* left the bus; the job goes on."""
 
 
 def wall_clock_us() -> int:
@@ -137,10 +151,10 @@ class _Run:
 class JobManager:
     """The table of slow jobs and the tasks that run them."""
 
-    def __init__(self, config: Config, events: JobEvents, *,
+    def __init__(self, settings: Settings, listeners: Iterable[JobListener] = (), *,
                  clock: Callable[[], int] = wall_clock_us) -> None:
-        self.config = config  # replaced on reload; limits are read at each use
-        self._events = events
+        self._settings = settings  # limits are read at each use: a reload is in effect at once
+        self._listeners = list(listeners)
         self._clock = clock
         self._runs: dict[int, _Run] = {}  # by id, so in id order
         self._last_id = 0
@@ -155,7 +169,11 @@ class JobManager:
         self._by_owner: dict[str, dict[int, _Run]] = {}
         self._shutting_down = False
 
-    # Starting and looking up
+    def subscribe(self, listener: JobListener) -> None:
+        """Tell *listener* of every job's events (called from constructors)."""
+        self._listeners.append(listener)
+
+    # Starting and counting
 
     def start(self, owner: str, owner_uid: int, bits: int, interval: float) -> Job:
         """Accept a job of *bits* bits drawn every *interval* seconds and start its task.
@@ -173,22 +191,11 @@ class JobManager:
         self._active_by_uid[owner_uid] += 1
         run.task = loop.create_task(self._draw(run), name=f"randomd-job-{job.id}")
         run.task.add_done_callback(functools.partial(self._task_done, run))
-        timeout = self.config.job_timeout
+        timeout = self._settings.current.job_timeout
         run.deadline = loop.call_later(timeout, self._expire, run, timeout)
         if not self._notify("job_started", job):
             self._stop(run, _internal_error(job))
         return job
-
-    def get(self, job_id: int) -> Job:
-        """The job with this id; NoSuchJob once it has left the table."""
-        try:
-            return self._runs[job_id].job
-        except KeyError:
-            raise NoSuchJob(f"No job {job_id}.") from None
-
-    def jobs(self) -> list[Job]:
-        """Every job in the table, running or retained, in id order."""
-        return [run.job for run in self._runs.values()]
 
     @property
     def active(self) -> int:
@@ -208,17 +215,26 @@ class JobManager:
         """How many unfinished jobs this uid has."""
         return self._active_by_uid[owner_uid]
 
+    def check_bits(self, bits: int) -> None:
+        """Refuse a job of *bits* bits with InvalidArgument naming MaxSlowBits.
+
+        The D-Bus layer asks before it asks polkit; start() asks again, as
+        the limit may have been reloaded while polkit was answering.
+        """
+        check_range("bits", bits, 1, self._settings.current.max_slow_bits, "MaxSlowBits")
+
     def _admit(self, owner_uid: int, bits: int, interval: float) -> None:
         if self._shutting_down:
             raise ShuttingDown("randomd is shutting down.")
-        check_range("bits", bits, 1, self.config.max_slow_bits, "MaxSlowBits")
+        self.check_bits(bits)
+        config = self._settings.current
         if not (math.isfinite(interval) and interval >= 0):
             # The D-Bus layer checks SlowBitInterval: this is a bug, not a caller's mistake.
             raise ValueError(f"interval must be a finite number of seconds >= 0, not {interval}")
         count = self.unfinished_for(owner_uid)
-        if count >= self.config.max_jobs_per_user:
+        if count >= config.max_jobs_per_user:
             raise QuotaExceeded(f"You already have {_jobs(count)} (MaxJobsPerUser).")
-        if self._active >= self.config.max_jobs:
+        if self._active >= config.max_jobs:
             raise QuotaExceeded(f"randomd already has {_jobs(self._active)} (MaxJobs).")
 
     # Stopping
@@ -317,7 +333,8 @@ class JobManager:
                 job.bits_done = due
             if job.bits_done == job.bits:
                 return
-            self._events.job_progress(job)  # raising fails the job, like any bug here
+            for listener in self._listeners:
+                listener.job_progress(job)  # raising fails the job, like any bug here
 
     def _task_done(self, run: _Run, task: asyncio.Task[None]) -> None:
         """Decide how the job ended, now that its task has really stopped."""
@@ -357,7 +374,8 @@ class JobManager:
         self._retire(run)
 
     def _retire(self, run: _Run) -> None:
-        ttl = self.config.result_ttl
+        config = self._settings.current
+        ttl = config.result_ttl
         if ttl <= 0:
             self._remove(run)
             return
@@ -367,9 +385,9 @@ class JobManager:
         mine = self._retained_by_uid.setdefault(uid, deque())
         mine.append(run)
         # Past a limit, the oldest results leave before their ResultTTL.
-        while len(mine) > RESULTS_PER_JOB_SLOT * self.config.max_jobs_per_user:
+        while len(mine) > RESULTS_PER_JOB_SLOT * config.max_jobs_per_user:
             self._remove(mine[0])
-        while len(self._retained) > RESULTS_PER_JOB_SLOT * self.config.max_jobs:
+        while len(self._retained) > RESULTS_PER_JOB_SLOT * config.max_jobs:
             self._remove(next(iter(self._retained.values())))
 
     def _remove(self, run: _Run) -> None:
@@ -389,13 +407,18 @@ class JobManager:
             self._notify("job_removed", run.job)
 
     def _notify(self, event: str, job: Job) -> bool:
-        """Call one of the events; a bug there is logged and must not break the table."""
-        try:
-            getattr(self._events, event)(job)
-        except Exception:
-            log.exception("%s raised for job %d.", event, job.id)
-            return False
-        return True
+        """Tell every listener; a bug there is logged and must not break the table.
+
+        False if a listener raised.
+        """
+        ok = True
+        for listener in self._listeners:
+            try:
+                getattr(listener, event)(job)
+            except Exception:
+                log.exception("%s raised for job %d.", event, job.id)
+                ok = False
+        return ok
 
 
 def _internal_error(job: Job) -> Failed:

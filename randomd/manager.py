@@ -6,20 +6,23 @@ announce (PropertiesChanged), reply.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from . import __version__, api, errors, limits, randomness
+from .coalesce import Coalescer
 from .config import Config
 from .errors import ConfigError
+from .jobs import Job, JobListener
 from .service import Call, Interface, dbus_property, method
+from .settings import SettingsListener
 
 if TYPE_CHECKING:
     from .jobs import JobManager
     from .polkit import Authority
     from .service import ObjectTree
+    from .settings import Settings
 
 log = logging.getLogger("randomd.manager")
 
@@ -29,37 +32,44 @@ log = logging.getLogger("randomd.manager")
 JOBS_ANNOUNCE_INTERVAL = 0.1
 
 
-class Manager(Interface, name=api.MANAGER_INTERFACE):
-    """org.randomd.Random1 on /org/randomd/Random1."""
+class Manager(Interface, JobListener, SettingsListener, name=api.MANAGER_INTERFACE):
+    """org.randomd.Random1 on /org/randomd/Random1.
 
-    def __init__(self, config: Config, tree: ObjectTree, jobs: JobManager,
-                 authority: Authority, reload: Callable[[], None]) -> None:
-        self._config = config
+    It listens to the job core (for ActiveJobs and JobsStarted) and to the
+    settings (a reload changes the limits and resets SlowBitInterval).
+    """
+
+    def __init__(self, settings: Settings, tree: ObjectTree, jobs: JobManager,
+                 authority: Authority) -> None:
+        self._settings = settings
         self._tree = tree
         self._jobs = jobs
         self._authority = authority
-        self._reload = reload  # the daemon's: re-reads the file, then calls apply_config
-        self.slow_bit_interval = config.slow_bit_interval
-        self._jobs_announced = -JOBS_ANNOUNCE_INTERVAL  # loop time of the last announcement
-        self._jobs_announcement: asyncio.TimerHandle | None = None
+        # Set at run time by its setter; the configured value until the next reload.
+        self.slow_bit_interval = settings.current.slow_bit_interval
+        self._counters = Coalescer(JOBS_ANNOUNCE_INTERVAL, self._announce_counters)
+        jobs.subscribe(self)
+        settings.subscribe(self)
 
     # -- methods -------------------------------------------------------
 
     @method("u", "s", ("number",))
     def Quick(self, call: Call, bits: int) -> str:
-        if not 1 <= bits <= self._config.max_quick_bits:
-            limits.check_range("bits", bits, 1, self._config.max_quick_bits, "MaxQuickBits")
+        high = self._settings.current.max_quick_bits
+        if not 1 <= bits <= high:
+            limits.check_range("bits", bits, 1, high, "MaxQuickBits")
         return str(_random_integer(bits))
 
     @method("u", "ay", ("data",))
     def Bytes(self, call: Call, count: int) -> bytes:
-        limits.check_range("count", count, 1, self._config.max_bytes, "MaxBytes")
+        limits.check_range("count", count, 1, self._settings.current.max_bytes, "MaxBytes")
         return randomness.random_bytes(count)
 
     @method("u", "o", ("job",))
     async def Slow(self, call: Call, bits: int) -> str:
-        limits.check_range("bits", bits, 1, self._config.max_slow_bits, "MaxSlowBits")
-        caller = await self._authority.authorize(call, api.ACTION_SLOW)
+        self._jobs.check_bits(bits)
+        caller = await self._authority.authorize(call.sender, api.ACTION_SLOW,
+                                                 interactive=call.interactive)
         job = self._jobs.start(caller.unique_name, caller.uid, bits, self.slow_bit_interval)
         if caller.gone:  # it left while we asked who it was
             self._jobs.owner_gone(caller.unique_name)
@@ -72,7 +82,8 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
 
     @method()
     async def CancelAll(self, call: Call) -> None:
-        caller = await self._authority.authorize(call, api.ACTION_MANAGE_JOBS)
+        caller = await self._authority.authorize(call.sender, api.ACTION_MANAGE_JOBS,
+                                                 interactive=call.interactive)
         count = self._jobs.cancel_all()
         log.info("%d jobs cancelled by uid %d", count, caller.uid,
                  extra={"RANDOMD_UID": caller.uid, "RANDOMD_SENDER": caller.unique_name})
@@ -85,11 +96,12 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
         systemd 252 (Debian 12) returns when ExecReload= exits, so a signal
         would let it return before the new configuration is in effect.
         """
-        caller = await self._authority.authorize(call, api.ACTION_CONFIGURE)
+        caller = await self._authority.authorize(call.sender, api.ACTION_CONFIGURE,
+                                                 interactive=call.interactive)
         log.info("reload asked by uid %d", caller.uid,
                  extra={"RANDOMD_UID": caller.uid, "RANDOMD_SENDER": caller.unique_name})
         try:
-            self._reload()
+            self._settings.reload()
         except ConfigError as error:
             raise errors.Failed(f"The configuration was not reloaded: {error}") from None
 
@@ -101,23 +113,23 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
 
     @dbus_property("u", "true")
     def MaxQuickBits(self) -> int:
-        return self._config.max_quick_bits
+        return self._settings.current.max_quick_bits
 
     @dbus_property("u", "true")
     def MaxBytes(self) -> int:
-        return self._config.max_bytes
+        return self._settings.current.max_bytes
 
     @dbus_property("u", "true")
     def MaxSlowBits(self) -> int:
-        return self._config.max_slow_bits
+        return self._settings.current.max_slow_bits
 
     @dbus_property("u", "true")
     def MaxJobs(self) -> int:
-        return self._config.max_jobs
+        return self._settings.current.max_jobs
 
     @dbus_property("u", "true")
     def MaxJobsPerUser(self) -> int:
-        return self._config.max_jobs_per_user
+        return self._settings.current.max_jobs_per_user
 
     @dbus_property("d", "true")
     def SlowBitInterval(self) -> float:
@@ -128,7 +140,8 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
         if not (math.isfinite(seconds) and 0 <= seconds <= 60):
             raise errors.InvalidArgument(f"SlowBitInterval must be between 0 and 60 seconds, "
                                          f"not {seconds}.")
-        caller = await self._authority.authorize(call, api.ACTION_CONFIGURE)
+        caller = await self._authority.authorize(call.sender, api.ACTION_CONFIGURE,
+                                                 interactive=call.interactive)
         self.slow_bit_interval = seconds
         log.info("SlowBitInterval set to %g s by uid %d", seconds, caller.uid,
                  extra={"RANDOMD_UID": caller.uid, "RANDOMD_SENDER": caller.unique_name})
@@ -141,44 +154,34 @@ class Manager(Interface, name=api.MANAGER_INTERFACE):
     def JobsStarted(self) -> int:
         return self._jobs.started
 
-    # -- the daemon's side ---------------------------------------------
+    # -- what it hears ------------------------------------------------
 
-    def apply_config(self, config: Config) -> None:
-        """Take a reloaded configuration; SlowBitInterval returns to its configured value."""
-        before = self.get_all()
-        self._config = config
-        self.slow_bit_interval = config.slow_bit_interval
-        self._jobs.config = config
-        after = self.get_all()
-        changed = [name for name in after if after[name].value != before[name].value]
+    def job_started(self, job: Job) -> None:
+        self._counters.request()
+
+    def job_finished(self, job: Job) -> None:
+        self._counters.request()
+
+    def config_changed(self, old: Config, new: Config) -> None:
+        """Announce the limits a reload changed; SlowBitInterval returns to its configured value."""
+        changed = [name for name, attribute in _LIMITS.items()
+                   if getattr(old, attribute) != getattr(new, attribute)]
+        if self.slow_bit_interval != new.slow_bit_interval:
+            self.slow_bit_interval = new.slow_bit_interval
+            changed.append("SlowBitInterval")
         if changed:
             self._tree.properties_changed(api.MANAGER_PATH, self, changed)
 
-    def jobs_changed(self) -> None:
-        """Announce ActiveJobs and JobsStarted after a job starts or ends.
-
-        At once when the last announcement is older than JOBS_ANNOUNCE_INTERVAL,
-        else once that interval has passed (with the values of that time).
-        """
-        if self._jobs_announcement is not None:
-            return
-        loop = asyncio.get_running_loop()
-        due = self._jobs_announced + JOBS_ANNOUNCE_INTERVAL
-        if loop.time() >= due:
-            self._announce_jobs()
-        else:
-            self._jobs_announcement = loop.call_at(due, self._announce_jobs)
-
     def flush_announcements(self) -> None:
         """Send a waiting announcement now (before the daemon leaves the bus)."""
-        if self._jobs_announcement is not None:
-            self._jobs_announcement.cancel()
-            self._announce_jobs()
+        self._counters.flush()
 
-    def _announce_jobs(self) -> None:
-        self._jobs_announcement = None
-        self._jobs_announced = asyncio.get_running_loop().time()
+    def _announce_counters(self) -> None:
         self._tree.properties_changed(api.MANAGER_PATH, self, ["ActiveJobs", "JobsStarted"])
 
 
+# The properties that are a configured limit, and their Config attribute.
+_LIMITS = {"MaxQuickBits": "max_quick_bits", "MaxBytes": "max_bytes",
+           "MaxSlowBits": "max_slow_bits", "MaxJobs": "max_jobs",
+           "MaxJobsPerUser": "max_jobs_per_user"}
 _random_integer = randomness.random_integer

@@ -5,6 +5,9 @@ The datagrams are sent here rather than with systemd.daemon.notify(), whose
 send blocks when the socket is full (systemd busy, or a test that does not
 read): a STATUS= update may be dropped then, but the event loop never stops.
 Only state changes (READY, RELOADING, STOPPING) wait, and briefly.
+
+Status listens to the job core and to the settings: the STATUS= line
+follows the job counters, and a reload is bracketed by RELOADING=1 and READY=1.
 """
 
 from __future__ import annotations
@@ -13,8 +16,19 @@ import asyncio
 import os
 import socket
 import time
+from typing import TYPE_CHECKING
+
+from .coalesce import Coalescer
+from .jobs import Job, JobListener
+from .settings import SettingsListener
+
+if TYPE_CHECKING:
+    from .jobs import JobManager
+    from .settings import Settings
 
 _STATE_CHANGE_TIMEOUT = 2.0
+# At most one STATUS= per interval, however many jobs change.
+STATUS_INTERVAL = 0.2
 
 
 def _address() -> str | None:
@@ -76,3 +90,32 @@ async def keep_watchdog_fed(interval: float) -> None:
     while True:
         _send("WATCHDOG=1")
         await asyncio.sleep(interval)
+
+
+class Status(JobListener, SettingsListener):
+    """The line `systemctl status` shows, kept up to date, and the reload protocol."""
+
+    def __init__(self, jobs: JobManager, settings: Settings) -> None:
+        self._jobs = jobs
+        self._updates = Coalescer(STATUS_INTERVAL, self._send)
+        jobs.subscribe(self)
+        settings.subscribe(self)
+
+    def text(self) -> str:
+        """What the daemon is doing, in one line."""
+        return f"Serving; {self._jobs.active} jobs running, {self._jobs.started} started."
+
+    def job_started(self, job: Job) -> None:
+        self._updates.request()
+
+    def job_finished(self, job: Job) -> None:
+        self._updates.request()
+
+    def reloading(self) -> None:
+        reloading()
+
+    def reloaded(self) -> None:
+        ready(self.text())
+
+    def _send(self) -> None:
+        status(self.text())

@@ -35,9 +35,8 @@ import os
 from dataclasses import dataclass, field
 
 from . import errors
-from .bus import Bus, DBusError, Message, MessageFlag, MessageType, Variant
+from .bus import Bus, DBusError, Message, MessageFlag, Variant, call
 from .callers import Caller, CallerRegistry
-from .service import Call
 
 log = logging.getLogger("randomd.polkit")
 
@@ -89,12 +88,18 @@ class _Pending:
     """One check awaiting polkit's answer."""
 
     cancellation_id: str
+    # The check, which the library numbers as it sends it (0 while it waits its turn).
+    message: Message
     # The round trip to polkitd, which runs until polkitd answers...
     task: asyncio.Task | None = None
     # ...and what the caller's handler awaits, which may stop earlier.
     waiter: asyncio.Future | None = None
-    sent: bool = field(default=False)  # the call is on the wire
     abandoned: bool = field(default=False)  # its caller left the bus
+
+    @property
+    def sent(self) -> bool:
+        """Whether the check is on the wire (else it never reaches polkitd)."""
+        return bool(self.message.serial)
 
 
 @dataclass(eq=False)
@@ -119,18 +124,22 @@ class Authority:
         self._gates: dict[int, _Gate] = {}
         callers.on_gone(self._caller_gone)
 
-    async def authorize(self, call_: Call, action: str) -> Caller:
-        """Return the caller when it may do *action*; raise AccessDenied or
-        InteractiveAuthorizationRequired otherwise."""
-        caller = await self._callers.lookup(call_.sender)
+    async def authorize(self, sender: str, action: str, *, interactive: bool) -> Caller:
+        """Return the caller *sender* when it may do *action*; raise AccessDenied or
+        InteractiveAuthorizationRequired otherwise.
+
+        *interactive*: the call allows polkit to ask for a password
+        (ALLOW_INTERACTIVE_AUTHORIZATION).
+        """
+        caller = await self._callers.lookup(sender)
         if caller.uid == 0:
             return caller
         if caller.gone:
             raise errors.AccessDenied(_abandoned(action))
-        authorized, challenge = await self._check(caller, action, call_.interactive)
+        authorized, challenge = await self._check(caller, action, interactive)
         if authorized:
             return caller
-        if challenge and not call_.interactive:
+        if challenge and not interactive:
             raise errors.InteractiveAuthorizationRequired(
                 f"Authentication is required for {action}; allow interactive authorization.")
         raise errors.AccessDenied(f"Not authorized for {action}.")
@@ -140,14 +149,15 @@ class Authority:
         """Ask polkit; return (authorized, challenge) or raise AccessDenied."""
         sender = caller.unique_name
         timeout = self._timeouts.interactive if interactive else self._timeouts.noninteractive
-        pending = _Pending(f"randomd-{next(self._ids)}")
+        cancellation_id = f"randomd-{next(self._ids)}"
         subject = ["system-bus-name", {"name": Variant("s", sender)}]
         flags = _ALLOW_USER_INTERACTION if interactive else 0
-        msg = Message(**_AUTHORITY, member="CheckAuthorization", signature="(sa{sv})sa{ss}us",
-                      body=[subject, action, {}, flags, pending.cancellation_id])
+        pending = _Pending(cancellation_id, Message(
+            **_AUTHORITY, member="CheckAuthorization", signature="(sa{sv})sa{ss}us",
+            body=[subject, action, {}, flags, cancellation_id]))
         # The round trip in a task of its own that runs until polkitd answers;
         # the handler waits on a shield, which _caller_gone or the bound may stop.
-        pending.task = asyncio.ensure_future(self._round_trip(caller.uid, msg, pending))
+        pending.task = asyncio.ensure_future(self._round_trip(caller.uid, pending.message))
         pending.task.add_done_callback(_consume)
         pending.waiter = asyncio.shield(pending.task)
         self._pending.setdefault(sender, {})[pending.cancellation_id] = pending
@@ -178,18 +188,14 @@ class Authority:
         authorized, challenge, _details = result
         return bool(authorized), bool(challenge)
 
-    async def _round_trip(self, uid: int, msg: Message, pending: _Pending) -> list:
+    async def _round_trip(self, uid: int, msg: Message) -> list:
         """Send one check when its uid and randomd have room; its reply body.
 
-        Both places are held until polkitd answers (or the bus says it cannot).
+        Both places are held until polkitd answers (or the bus says it
+        cannot): the bound on the wait is _check's, not this call's.
         """
-        async with self._gate(uid), self._bus.call_slots:
-            pending.sent = True
-            reply = await self._bus.call(msg)
-        if reply.message_type == MessageType.ERROR:
-            text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
-            raise DBusError(reply.error_name, text, reply)
-        return reply.body
+        async with self._gate(uid):
+            return await call(self._bus, msg, math.inf)
 
     @contextlib.asynccontextmanager
     async def _gate(self, uid: int):

@@ -207,9 +207,6 @@ class ObjectTree:
             self.emit(self._manager_path, _OBJECT_MANAGER, "InterfacesRemoved", "oas",
                       [path, list(interfaces)])
 
-    def paths(self) -> list[str]:
-        return list(self._objects)
-
     def _is_managed(self, path: str) -> bool:
         return path.startswith(self._manager_path + "/")
 

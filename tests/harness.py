@@ -29,8 +29,9 @@ from typing import Callable, Sequence
 CHECKOUT = Path(__file__).resolve().parent.parent
 # Not needed by other uids, and not worth copying.
 NOT_COPIED = (".git", "build", "__pycache__", ".pytest_cache", ".hypothesis")
-# Other uids cannot read a Python installed under /root: use Debian's.
-PYTHON = "/usr/bin/python3"
+# Other uids cannot read a Python installed under /root: use Debian's, or a
+# venv that the randomd uid can read (packaging/run-venv-tests sets this).
+PYTHON = os.environ.get("RANDOMD_TEST_PYTHON", "/usr/bin/python3")
 DAEMON_USER = "randomd"
 TEST_USER = "randomd-test"
 LIBRARIES = ("dbus_fast", "dbus_next")

@@ -1,9 +1,11 @@
 """randomctl: the command-line client of randomd.
 
-It speaks only the public D-Bus API (design/API.md), through randomd.bus.
-Modules: cli (the command line), client (calls, errors, signals), commands
-(the short commands), follow (slow and wait), monitor, progress (the bar),
-output (text, tables, JSON), exits (exit statuses).  The bus library and
+It speaks only the public D-Bus API (design/API.md), through the client
+library randomd.client: calls, timeouts, error mapping and jobs are the
+library's.  Modules: cli (the command line), client (the library's errors
+as randomctl's sentences and exit statuses), commands (the short commands),
+follow (slow and wait), monitor, progress (the bar), output (text, tables,
+JSON), exits (exit statuses).  The bus library and
 asyncio are imported only once a command runs, so --help and --version stay
 quick.
 """
@@ -87,7 +89,7 @@ async def _run(args: argparse.Namespace, out: Output) -> int:
                 async with _agent_for(args, interactive, client):
                     return await _command(args.command)(ctx)
             finally:
-                client.close()
+                await client.close()
         except asyncio.CancelledError:
             if not interrupted:
                 raise

@@ -6,7 +6,7 @@ OK = 0
 FAILURE = 1  # randomd refused or failed the request, a job did not complete, a timeout
 USAGE = 2  # the command line is wrong, or an argument's value is outside randomd's limits
 NOT_AUTHORIZED = 4  # the bus policy or polkit said no
-UNAVAILABLE = 69  # no bus, or randomd is not running (EX_UNAVAILABLE)
+UNAVAILABLE = 69  # no bus, randomd is not running, or a bus library unknown (EX_UNAVAILABLE)
 INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 HELP = """\
@@ -18,7 +18,8 @@ exit status:
   2    usage: the command line is wrong, or a value is outside randomd's
        limits (whether randomctl or randomd finds out)
   4    not authorized: the bus policy or polkit refused the action
-  69   unavailable: no bus to connect to, or randomd is not running
+  69   unavailable: no bus to connect to, randomd is not running, or the
+       installed D-Bus library is a release randomctl does not know
   130  interrupted by Ctrl-C (slow cancels its job first)"""
 
 # The keys of an error's JSON object, every one always present (null when

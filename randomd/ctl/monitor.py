@@ -13,15 +13,12 @@ import time
 from typing import Any
 
 from .. import api
+from ..api import RANDOMD_OWNER_CHANGED as _NAME_OWNER_CHANGED
 from ..bus import MessageType
 from . import exits
 from .client import OBJECT_MANAGER, PROPERTIES, match_rule, unwrap
 from .context import Context
 from .follow import job_id
-
-_NAME_OWNER_CHANGED = ("type='signal',sender='org.freedesktop.DBus',"
-                       "interface='org.freedesktop.DBus',member='NameOwnerChanged',"
-                       f"path='/org/freedesktop/DBus',arg0='{api.BUS_NAME}'")
 
 
 def describe(event: dict[str, Any]) -> str:

@@ -18,6 +18,7 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from hypothesis import strategies as st
 from randomd.config import Config
 from randomd.errors import QuotaExceeded, ShuttingDown
 from randomd.jobs import Job, JobManager, JobState
+from randomd.settings import Settings
 
 OWNERS = (":1.1", ":1.2", ":1.3")
 UIDS = (1000, 1001)
@@ -55,11 +57,12 @@ operations = st.sampled_from(KINDS).flatmap(
 
 
 class Checker:
-    """JobEvents that notes every breach of the invariant (raising here would be swallowed)."""
+    """A JobListener that notes every breach of the invariant (raising here would be swallowed)."""
 
     def __init__(self) -> None:
         self.problems: list[str] = []
         self.tasks: dict[int, asyncio.Task[Any]] = {}
+        self.started: list[int] = []
         self.finished: Counter[int] = Counter()
         self.removed: Counter[int] = Counter()
         self.owner_left: Counter[int] = Counter()
@@ -67,6 +70,7 @@ class Checker:
         self._all_removed: tuple[int, asyncio.Future[None]] | None = None
 
     def job_started(self, job: Job) -> None:
+        self.started.append(job.id)
         if job.finished or self.finished[job.id]:
             self.problems.append(f"job {job.id} started as {job.state}")
         self._maybe_raise("job_started")
@@ -137,7 +141,8 @@ class Scenario:
 
     def __init__(self, ttl: float) -> None:
         self.checker = Checker()
-        self.manager = JobManager(dataclasses.replace(Config(), result_ttl=ttl), self.checker)
+        self.settings = Settings(Path("unused.conf"), dataclasses.replace(Config(), result_ttl=ttl))
+        self.manager = JobManager(self.settings, [self.checker])
         self.accepted: list[Job] = []
         self.waiters: list[tuple[Job, asyncio.Task[int]]] = []
         self.departed: set[int] = set()  # ids of the jobs whose owner left while in the table
@@ -169,12 +174,14 @@ class Scenario:
         elif operation == "cancel_all":
             assert 0 <= manager.cancel_all() <= manager.active
         elif operation in ("job_timeout", "result_ttl"):
-            manager.config = dataclasses.replace(manager.config, **{operation: args[0]})
+            self.reload(**{operation: args[0]})
         elif operation == "limits":
-            manager.config = dataclasses.replace(
-                manager.config, max_jobs_per_user=args[0], max_jobs=args[1])
+            self.reload(max_jobs_per_user=args[0], max_jobs=args[1])
         elif operation == "raise_in":
             self.checker.armed.add(args[0])
+
+    def reload(self, **changes: Any) -> None:
+        self.settings.apply(dataclasses.replace(self.settings.current, **changes))
 
     def start(self, owner: str, uid: int, bits: int) -> None:
         before = asyncio.all_tasks()
@@ -206,8 +213,9 @@ class Scenario:
         assert manager.active == len(unfinished)
         for uid in UIDS:
             assert manager.unfinished_for(uid) == sum(job.owner_uid == uid for job in unfinished)
-        table = [job.id for job in manager.jobs()]
-        assert table == sorted(table)
+        # The table as its listeners see it: started and not removed yet.
+        table = [job_id for job_id in checker.started if not checker.removed[job_id]]
+        assert table == sorted(table) and manager.idle() == (not table)
         assert set(table) == {job.id for job in accepted if not checker.removed[job.id]}
         assert all(checker.finished[job.id] == job.finished for job in accepted)
         assert all(job.owner_connected == (job.id not in self.departed) for job in accepted)
