@@ -18,8 +18,9 @@ import asyncio
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 from . import errors
 from .bus import Bus, Message, MessageFlag, MessageType, Variant, signature_tree

@@ -26,11 +26,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import harness
+
 from randomd import bus as buslib
 
 POLKITD = Path("/usr/lib/polkit-1/polkitd")

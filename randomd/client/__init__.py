@@ -31,12 +31,26 @@ import asyncio
 import builtins
 import concurrent.futures
 import threading
-from typing import Any, Callable, Coroutine, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from . import _core
 from ._types import JobInfo, Limits, State
-from .errors import (Cancelled, Closed, Error, Expired, Failed, InvalidArgument, JobLost,
-                     NoSuchJob, NotAuthorized, QuotaExceeded, ShuttingDown, Timeout, Unavailable)
+from .errors import (
+    Cancelled,
+    Closed,
+    Error,
+    Expired,
+    Failed,
+    InvalidArgument,
+    JobLost,
+    NoSuchJob,
+    NotAuthorized,
+    QuotaExceeded,
+    ShuttingDown,
+    Timeout,
+    Unavailable,
+)
 
 __all__ = [
     "Client", "Job", "JobInfo", "Limits", "State", "DEFAULT_TIMEOUT",

@@ -24,12 +24,14 @@ import logging
 import math
 import threading
 import weakref
-from typing import Any, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from .. import api
 from .. import bus as buslib
 from . import errors
-from ._types import JobInfo, Limits, State, job_path, state as as_state
+from ._types import JobInfo, Limits, State, job_path
+from ._types import state as as_state
 
 log = logging.getLogger("randomd.client")
 

@@ -23,12 +23,26 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from typing import Any, AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any
 
 from . import _core
 from ._types import JobInfo, Limits, State
-from .errors import (Cancelled, Closed, Error, Expired, Failed, InvalidArgument, JobLost,
-                     NoSuchJob, NotAuthorized, QuotaExceeded, ShuttingDown, Timeout, Unavailable)
+from .errors import (
+    Cancelled,
+    Closed,
+    Error,
+    Expired,
+    Failed,
+    InvalidArgument,
+    JobLost,
+    NoSuchJob,
+    NotAuthorized,
+    QuotaExceeded,
+    ShuttingDown,
+    Timeout,
+    Unavailable,
+)
 
 __all__ = [
     "Client", "Job", "JobInfo", "Limits", "State", "DEFAULT_TIMEOUT",

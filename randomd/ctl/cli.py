@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__, api
 from . import exits

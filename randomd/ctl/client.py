@@ -9,7 +9,8 @@ wording, and offers the few calls the commands make.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import api
 from ..bus import MessageType, Variant

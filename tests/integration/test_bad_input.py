@@ -23,10 +23,10 @@ import asyncio
 import re
 import subprocess
 
-import pytest
-
 import harness
+import pytest
 from clients import call, error_of, get_property, set_property
+
 from randomd import api
 from randomd import bus as buslib
 from randomd.bus import Message, MessageFlag, MessageType, Variant

@@ -14,12 +14,11 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 import harness
+import pytest
 
 BROKEN_IMPORT = "import randomd_broken_on_purpose\n"
 FAIL_FAST_BOUND = 60.0  # seconds: the "within a minute"

@@ -25,12 +25,13 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
-
-import pytest
+from collections.abc import Callable
+from typing import Any
 
 import harness
+import pytest
 from polkit_harness import Polkitd, policy_bus
+
 from randomd import __version__, api
 
 USER = harness.TEST_USER
@@ -560,6 +561,7 @@ def test_slow_over_the_quota_is_quota_exceeded(run):
 
 def scenario_jobs(address):
     from datetime import datetime
+
     from randomd.client import Client, JobInfo
     with Client(address=address) as client:
         running = client.slow(200)

@@ -12,9 +12,8 @@ import signal
 import sys
 import time
 
-import pytest
-
 import harness
+import pytest
 from polkit_harness import Polkitd, policy_bus
 from test_client import Scenario, emit, outcome, proceed, scenarios  # noqa: F401
 
@@ -285,6 +284,7 @@ MANY = "SlowBitInterval = 0\nMaxJobs = 1024\nMaxJobsPerUser = 1024\n"
 
 def scenario_many_jobs(address, count):
     import threading
+
     from randomd.client import Client
     ended: list[int] = []
     all_ended = threading.Event()

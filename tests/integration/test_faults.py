@@ -27,12 +27,18 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, add_match, call, error_of, get_property
-from polkit_harness import (ACCESS_DENIED, AuthorityMonitor, Polkitd, UserClient, policy_bus,
-                            reply_of)
+from polkit_harness import (
+    ACCESS_DENIED,
+    AuthorityMonitor,
+    Polkitd,
+    UserClient,
+    policy_bus,
+    reply_of,
+)
+
 from randomd import api
 from randomd import bus as buslib
 

@@ -24,12 +24,11 @@ import re
 import subprocess
 import time
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, add_match, call, get_property, wait_until
-from polkit_harness import (INTERACTIVE_REQUIRED, Agent, Polkitd, UserClient, policy_bus,
-                            reply_of)
+from polkit_harness import INTERACTIVE_REQUIRED, Agent, Polkitd, UserClient, policy_bus, reply_of
+
 from randomd import api
 from randomd import bus as buslib
 from randomd.bus import DBusError

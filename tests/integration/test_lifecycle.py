@@ -5,10 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 
-import pytest
-
 import harness
+import pytest
 from clients import call, error_of, get_property, set_property
+
 from randomd import api
 from randomd import bus as buslib
 

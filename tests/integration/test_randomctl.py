@@ -27,13 +27,13 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
-
-import pytest
 
 import harness
+import pytest
 from polkit_harness import Polkitd, policy_bus
+
 from randomd import __version__, api
 
 USER = harness.TEST_USER

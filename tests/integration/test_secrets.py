@@ -28,11 +28,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, call, set_property
 from polkit_harness import ACCESS_DENIED, INTERACTIVE_REQUIRED, UserClient
+
 from randomd import api, randomness
 from randomd import bus as buslib
 

@@ -13,10 +13,10 @@ import asyncio
 import json
 import subprocess
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, add_match, call, error_of, get_property, wait_until
+
 from randomd import api
 from randomd import bus as buslib
 

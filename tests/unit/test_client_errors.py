@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import pickle
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 
 from randomd import api
-from randomd.client import (Cancelled, Closed, Error, Expired, Failed, InvalidArgument, JobInfo,
-                            JobLost, NoSuchJob, NotAuthorized, QuotaExceeded, ShuttingDown, State,
-                            Timeout, Unavailable, aio)
+from randomd.client import (
+    Cancelled,
+    Closed,
+    Error,
+    Expired,
+    Failed,
+    InvalidArgument,
+    JobInfo,
+    JobLost,
+    NoSuchJob,
+    NotAuthorized,
+    QuotaExceeded,
+    ShuttingDown,
+    State,
+    Timeout,
+    Unavailable,
+    aio,
+)
 from randomd.client._types import job_path
 from randomd.client.errors import from_dbus
 
@@ -75,7 +90,7 @@ def test_job_info_from_properties():
         "Id": "3", "Bits": 8, "BitsDone": 2, "Progress": 0.25, "State": "running", "Error": "",
         "OwnerUID": 1000, "Owner": ":1.5", "Created": 1_700_000_000_000_000, "Finished": 0})
     assert info.id == 3 and info.state is State.RUNNING and info.finished is None
-    assert info.created.tzinfo is timezone.utc and info.created.year == 2023
+    assert info.created.tzinfo is UTC and info.created.year == 2023
     assert info.owner_connected is True
 
 
