@@ -46,7 +46,8 @@ def _import_library() -> tuple[str, Any, Any]:
     names = (forced,) if forced else _PREFERENCE
     for name in names:
         if name not in _PREFERENCE:
-            raise ImportError(f"RANDOMD_BUS_LIBRARY must be one of {', '.join(_PREFERENCE)}, not {name!r}")
+            raise ImportError(f"RANDOMD_BUS_LIBRARY must be one of {', '.join(_PREFERENCE)}, "
+                              f"not {name!r}")
         try:
             # Both libraries import their GLib integration from their
             # __init__, and it imports PyGObject if it can (a sixth of

@@ -161,10 +161,8 @@ class Daemon:
         except OSError as error:
             log.error("lost the connection to the bus while stopping: %s", error)
             return False
-        try:
+        with contextlib.suppress(DBusError, TimeoutError):
             await asyncio.wait_for(bus.release_name(api.BUS_NAME), 5)
-        except (DBusError, TimeoutError):
-            pass
         bus.disconnect()
         return True
 

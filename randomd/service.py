@@ -338,7 +338,8 @@ class ObjectTree:
             raise self._no_object(path)
         return interfaces
 
-    def _find_property(self, path: str, interface_name: str, name: str) -> tuple[Interface, Property]:
+    def _find_property(self, path: str, interface_name: str,
+                       name: str) -> tuple[Interface, Property]:
         interfaces = self._interfaces_at(path)
         candidates = [interfaces[interface_name]] if interface_name in interfaces else (
             list(interfaces.values()) if not interface_name else [])
@@ -545,14 +546,12 @@ def quoteattr(data: str) -> str:
     """
     data = data.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
     data = data.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
-    if '"' in data:
-        if "'" in data:
-            data = '"%s"' % data.replace('"', "&quot;")
-        else:
-            data = "'%s'" % data
-    else:
-        data = '"%s"' % data
-    return data
+    if '"' not in data:
+        return f'"{data}"'
+    if "'" not in data:
+        return f"'{data}'"
+    escaped = data.replace('"', "&quot;")
+    return f'"{escaped}"'
 
 
 def introspection_xml(interfaces: list[Interface], children: list[str],
@@ -569,17 +568,19 @@ def introspection_xml(interfaces: list[Interface], children: list[str],
 
 def _interface_xml(cls: type[Interface]) -> str:
     lines = [f" <interface name={quoteattr(cls.name)}>"]
+    # Names are declared apart from signatures (a method may leave its out
+    # arguments unnamed): their lengths may differ.
     for m in cls.methods.values():
         lines.append(f"  <method name={quoteattr(m.name)}>")
         lines += [f'   <arg type="{t}" name="{n}" direction="in"/>'
-                  for t, n in zip(_complete_types(m.in_signature), m.in_names)]
+                  for t, n in zip(_complete_types(m.in_signature), m.in_names, strict=False)]
         lines += [f'   <arg type="{t}" name="{n}" direction="out"/>'
-                  for t, n in zip(_complete_types(m.out_signature), m.out_names)]
+                  for t, n in zip(_complete_types(m.out_signature), m.out_names, strict=False)]
         lines.append("  </method>")
     for s in cls.signals.values():
         lines.append(f"  <signal name={quoteattr(s.name)}>")
         lines += [f'   <arg type="{t}" name="{n}"/>'
-                  for t, n in zip(_complete_types(s.signature), s.names)]
+                  for t, n in zip(_complete_types(s.signature), s.names, strict=False)]
         lines.append("  </signal>")
     for p in cls.properties.values():
         access = "readwrite" if p.setter else "read"

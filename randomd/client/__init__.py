@@ -277,7 +277,10 @@ class Client:
 
     @property
     def limits(self) -> Limits:
-        """randomd's limits: max_quick_bits, max_bytes, max_slow_bits, max_jobs, max_jobs_per_user."""
+        """randomd's limits.
+
+        max_quick_bits, max_bytes, max_slow_bits, max_jobs and max_jobs_per_user.
+        """
         return _run(self._conn, self._conn.limits())
 
     @property

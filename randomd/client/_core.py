@@ -20,6 +20,7 @@ How no end is missed:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
@@ -500,10 +501,8 @@ class Connection:
 
     async def _watch_bus(self) -> None:
         """The bus connection itself is lost: every unfinished job with it."""
-        try:
+        with contextlib.suppress(Exception):
             await self.bus.wait_for_disconnect()
-        except Exception:
-            pass
         if not self.closed:
             for job in list(self._live.values()):
                 job._lose(f"The connection to {self.label} was lost before job {job.id} ended.")

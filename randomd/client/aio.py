@@ -182,7 +182,9 @@ class Job(_core.JobBase):
 
 
 class Client:
-    """A connection to randomd for asyncio: ``await Client.connect(...)`` or ``async with Client(...)``.
+    """A connection to randomd for asyncio.
+
+    ``await Client.connect(...)`` or ``async with Client(...)``.
 
     The keywords are those of randomd.client.Client: *bus* ("system" or
     "session"), *address* (a D-Bus address, overrides *bus*), *interactive*
@@ -264,7 +266,10 @@ class Client:
         return await self._conn.version()
 
     async def limits(self) -> Limits:
-        """randomd's limits (max_quick_bits, max_bytes, max_slow_bits, max_jobs, max_jobs_per_user)."""
+        """randomd's limits.
+
+        max_quick_bits, max_bytes, max_slow_bits, max_jobs and max_jobs_per_user.
+        """
         return await self._conn.limits()
 
     async def slow_bit_interval(self) -> float:

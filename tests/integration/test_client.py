@@ -579,7 +579,8 @@ def scenario_jobs(address):
                 "id", "path", "bits", "bits_done", "progress", "state", "error", "owner_uid",
                 "owner", "owner_connected")}
             out[job.path]["finished"] = info.finished is not None
-            out[job.path]["age"] = (datetime.now(info.created.tzinfo) - info.created).total_seconds()
+            age = datetime.now(info.created.tzinfo) - info.created
+            out[job.path]["age"] = age.total_seconds()
         return {"jobs": out, "running": running.path, "done": done.path,
                 "sorted": [i.id for i in client.jobs()] == sorted(i.id for i in client.jobs())}
 
@@ -702,7 +703,8 @@ def scenario_close_while_waiting(address):
     waiting = []
     waiter = threading.Thread(target=lambda: waiting.append(outcome(lambda: job.value)))
     waiter.start()
-    time.sleep(0.2)  # so that the waiter is (very likely) inside value; either way it must end Closed
+    # So that the waiter is (very likely) inside value; either way it must end Closed.
+    time.sleep(0.2)
     client.close()
     waiter.join(10)
     return {"waiter": waiting, "after": outcome(lambda: job.wait()),

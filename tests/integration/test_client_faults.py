@@ -18,12 +18,12 @@ from polkit_harness import Polkitd, policy_bus
 from test_client import Scenario, emit, outcome, proceed, scenarios  # noqa: F401
 
 # A polkit rule of the README's kind: randomd-test may not start slow jobs.
-NO_SLOW_RULE = """polkit.addRule(function(action, subject) {
-    if (action.id == "org.randomd.Random1.slow" && subject.user == "%s") {
+NO_SLOW_RULE = f"""polkit.addRule(function(action, subject) {{
+    if (action.id == "org.randomd.Random1.slow" && subject.user == "{harness.TEST_USER}") {{
         return polkit.Result.NO;
-    }
-});
-""" % harness.TEST_USER
+    }}
+}});
+"""
 
 
 @pytest.fixture(scope="module")

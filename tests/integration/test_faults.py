@@ -301,8 +301,8 @@ class LaunchedRandomd:
     def wait_ready(self) -> LaunchedRandomd:
         try:
             self.notify.wait_for("READY", "1")
-        except AssertionError:
-            raise AssertionError(f"randomd did not become ready; its log: {self.lines}")
+        except AssertionError as error:
+            raise AssertionError(f"randomd did not become ready; its log: {self.lines}") from error
         return self
 
     def stop(self) -> int:

@@ -300,7 +300,7 @@ async def _listen(address: str) -> None:
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus", member="AddMatch", signature="s", body=[rule]))
         accepted.append(reply.message_type != buslib.MessageType.ERROR)
-    print(json.dumps(dict(zip(rules, accepted))), flush=True)
+    print(json.dumps(dict(zip(rules, accepted, strict=True))), flush=True)
     done = asyncio.Event()
     changes = 0
 

@@ -73,7 +73,8 @@ def test_client_errors_have_an_empty_dbus_name_and_subclass_error():
 
 
 def test_errors_pickle_with_their_dbus_name():
-    error = pickle.loads(pickle.dumps(from_dbus(STANDARD + "InteractiveAuthorizationRequired", "x")))
+    sent = from_dbus(STANDARD + "InteractiveAuthorizationRequired", "x")
+    error = pickle.loads(pickle.dumps(sent))
     assert type(error) is NotAuthorized and error.interactive_required
 
 
