@@ -111,7 +111,7 @@ class Daemon:
 
     async def _wait_until_done(self, bus: Bus) -> bool:
         """Serve until stopped or idle (False) or until the bus is lost (True)."""
-        background = [asyncio.ensure_future(self._stop.wait())]
+        background: list[asyncio.Future[object]] = [asyncio.ensure_future(self._stop.wait())]
         if (interval := notify.watchdog_interval()) is not None:
             background.append(asyncio.ensure_future(notify.keep_watchdog_fed(interval)))
         if self._settings.current.idle_exit_sec > 0:

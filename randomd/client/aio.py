@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import AsyncIterator, Callable, Generator
-from typing import Any
+from typing import Any, TypedDict
 
 from . import _core
 from ._types import JobInfo, Limits, State
@@ -181,6 +181,15 @@ class Job(_core.JobBase):
         return await self._info()
 
 
+class _Options(TypedDict):
+    """The keywords of Client, kept for Connection.open."""
+
+    bus: str
+    address: str | None
+    interactive: bool
+    timeout: float | None
+
+
 class Client:
     """A connection to randomd for asyncio.
 
@@ -194,7 +203,8 @@ class Client:
 
     def __init__(self, *, bus: str = "system", address: str | None = None,
                  interactive: bool = False, timeout: float | None = DEFAULT_TIMEOUT) -> None:
-        self._options = dict(bus=bus, address=address, interactive=interactive, timeout=timeout)
+        self._options = _Options(bus=bus, address=address, interactive=interactive,
+                                 timeout=timeout)
         self._connection: _core.Connection | None = None
 
     @classmethod
