@@ -279,7 +279,8 @@ class Runner:
                 try:
                     data = notify.recv(4096).decode()
                 except TimeoutError:
-                    raise RuntimeError(f"{service.key} sent no READY=1: {_tail(rundir / 'log')}")
+                    raise RuntimeError(
+                        f"{service.key} sent no READY=1: {_tail(rundir / 'log')}") from None
                 if "READY=1" in data.splitlines():
                     ready_ns = time.monotonic_ns()
             notify.close()
@@ -288,7 +289,8 @@ class Runner:
         except subprocess.TimeoutExpired:
             watcher.kill()
             process.kill()
-            raise RuntimeError(f"{service.key} never owned {NAME}: {_tail(rundir / 'log')}")
+            raise RuntimeError(
+                f"{service.key} never owned {NAME}: {_tail(rundir / 'log')}") from None
         named_ns = int(line)
         return Running(service, process, rundir, log, ready_s=((ready_ns or named_ns) - t0) / 1e9,
                        named_s=(named_ns - t0) / 1e9)
@@ -542,7 +544,8 @@ def summarize(data: dict) -> dict:
                 row[metric + "_ratio"] = median(ratios(runs, key, get))
         row["crowd_change"] = median([
             (get_crowd - get_slow) / get_slow
-            for s, c in zip(slow_runs, crowd_runs)
+            # Runs read back from a file: one kind may have fewer (an interrupted run).
+            for s, c in zip(slow_runs, crowd_runs, strict=False)
             if (get_slow := metrics["slow_s"][1](s.get(key))) and
                (get_crowd := metrics["crowd_s"][1](c.get(key))) is not None])
         lost = [run[key] for run in slow_runs + crowd_runs if run.get(key) is not None

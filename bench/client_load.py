@@ -7,7 +7,8 @@ randomd: the asyncio client (randomd.client.aio) and a raw dbus-fast loop,
 each with 16 calls in flight on one connection; the blocking client
 (randomd.client) and raw dbus-fast, one call at a time.  Prints JSON: calls/s
 of every round, medians, the client process's CPU time per call, and the
-median over rounds of each ratio (library / raw of the same round).  bench.py runs it (phase "client").
+median over rounds of each ratio (library / raw of the same round).  bench.py
+runs it (phase "client").
 """
 
 from __future__ import annotations
@@ -109,8 +110,8 @@ def main(argv: list[str]) -> None:
             samples[name].append(rate)
             cpu[name].append(cpu_us)
     ratios = {
-        "aio_16": [a / r for a, r in zip(samples["aio_16"], samples["raw_16"])],
-        "blocking_1": [b / r for b, r in zip(samples["blocking_1"], samples["raw_1"])],
+        "aio_16": [a / r for a, r in zip(samples["aio_16"], samples["raw_16"], strict=True)],
+        "blocking_1": [b / r for b, r in zip(samples["blocking_1"], samples["raw_1"], strict=True)],
     }
     print(json.dumps({
         "samples": samples,

@@ -11,4 +11,4 @@ try:
         job.on_progress(lambda j: print(f"  {j.bits_done}/{j.bits} bits"))
         print("slow:", job.value)
 except Error as error:
-    raise SystemExit(f"randomd: {error}")
+    raise SystemExit(f"randomd: {error}") from None

@@ -25,8 +25,9 @@ import logging
 import os
 import sys
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import bus_layout
 from .imports import without
@@ -46,7 +47,8 @@ def _import_library() -> tuple[str, Any, Any]:
     names = (forced,) if forced else _PREFERENCE
     for name in names:
         if name not in _PREFERENCE:
-            raise ImportError(f"RANDOMD_BUS_LIBRARY must be one of {', '.join(_PREFERENCE)}, not {name!r}")
+            raise ImportError(f"RANDOMD_BUS_LIBRARY must be one of {', '.join(_PREFERENCE)}, "
+                              f"not {name!r}")
         try:
             # Both libraries import their GLib integration from their
             # __init__, and it imports PyGObject if it can (a sixth of
@@ -70,7 +72,11 @@ NameFlag = _lib.NameFlag
 RequestNameReply = _lib.RequestNameReply
 Variant = _lib.Variant
 DBusError = _lib.DBusError
-MessageBus = _aio.MessageBus
+if TYPE_CHECKING:
+    # The libraries ship no types, and a variable cannot be a base class (Bus).
+    MessageBus = Any
+else:
+    MessageBus = _aio.MessageBus
 _FLAG_MAP = getattr(importlib.import_module(LIBRARY + ".constants"), "MESSAGE_FLAG_MAP", None)
 if LIBRARY == "dbus_fast" and isinstance(_FLAG_MAP, dict):
     # dbus-fast 1.84 looks a message's flags up in a table of single flags:
@@ -81,8 +87,10 @@ if LIBRARY == "dbus_fast" and isinstance(_FLAG_MAP, dict):
 _signature = importlib.import_module(LIBRARY + ".signature")
 # dbus-fast's compiled marshaller can emit a corrupt message for a body that
 # does not match its signature (the bus then drops the connection): verify first.
-signature_tree = (getattr(_signature, "get_signature_tree", None)
-                  or getattr(getattr(_signature, "SignatureTree", None), "_get", None))
+# None in a library that check_library (so connect()) refuses.
+signature_tree: Callable[[str], Any] | None = (
+    getattr(_signature, "get_signature_tree", None)
+    or getattr(getattr(_signature, "SignatureTree", None), "_get", None))
 
 # dbus-daemon allows 128 calls awaiting a reply per connection; keep our own
 # outgoing calls (polkit, GetConnectionUnixUser) well below that.
@@ -195,6 +203,7 @@ class FifoWriter:
         queue = self._queue
         try:
             while queue:
+                buffers: list[bytes | memoryview]
                 if len(queue) == 1:
                     buffers = [queue[0][0]]
                 else:
@@ -285,6 +294,9 @@ def check_library() -> None:
 
 class Bus(MessageBus):
     """The library's asyncio bus, with FifoWriter and a cap on outgoing calls."""
+
+    # The library's: its event loop, or a _ReaderHook of it while connecting.
+    _loop: Any
 
     def __init__(self, address: str | None, bus_type: Any) -> None:
         self._fifo: FifoWriter | None = None

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from . import api, errors
@@ -56,7 +57,7 @@ class CallerRegistry:
         if future is None:
             future = asyncio.ensure_future(self._ask_uid(unique_name))
             self._callers[unique_name] = future
-            future.add_done_callback(lambda f: f.exception() and self._forget(unique_name))
+            future.add_done_callback(partial(self._forget_failed, unique_name))
         elif future.done():  # the usual case, without a task step
             return future.result()
         return await asyncio.shield(future)
@@ -71,6 +72,11 @@ class CallerRegistry:
         except TimeoutError:
             raise errors.Failed(f"The bus did not say who {unique_name} is in time.") from None
         return Caller(unique_name, uid)
+
+    def _forget_failed(self, unique_name: str, future: asyncio.Future[Caller]) -> None:
+        """A lookup failed: ask the bus again next time."""
+        if future.exception():
+            self._forget(unique_name)
 
     def _forget(self, unique_name: str) -> None:
         future = self._callers.pop(unique_name, None)
@@ -90,10 +96,16 @@ class CallerRegistry:
         future = self._callers.get(name)
         if future is not None and not future.done():
             # The lookup is in flight: mark its result gone when it lands.
-            future.add_done_callback(lambda f: f.exception() or setattr(f.result(), "gone", True))
+            future.add_done_callback(_mark_gone)
         self._forget(name)
         for listener in self._listeners:
             try:
                 listener(name)
             except Exception:
                 log.exception("a listener failed on the departure of %s", name)
+
+
+def _mark_gone(future: asyncio.Future[Caller]) -> None:
+    """A lookup of a name that left meanwhile: its caller is gone."""
+    if not future.exception():
+        future.result().gone = True

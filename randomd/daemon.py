@@ -111,7 +111,7 @@ class Daemon:
 
     async def _wait_until_done(self, bus: Bus) -> bool:
         """Serve until stopped or idle (False) or until the bus is lost (True)."""
-        background = [asyncio.ensure_future(self._stop.wait())]
+        background: list[asyncio.Future[object]] = [asyncio.ensure_future(self._stop.wait())]
         if (interval := notify.watchdog_interval()) is not None:
             background.append(asyncio.ensure_future(notify.keep_watchdog_fed(interval)))
         if self._settings.current.idle_exit_sec > 0:
@@ -161,10 +161,8 @@ class Daemon:
         except OSError as error:
             log.error("lost the connection to the bus while stopping: %s", error)
             return False
-        try:
+        with contextlib.suppress(DBusError, TimeoutError):
             await asyncio.wait_for(bus.release_name(api.BUS_NAME), 5)
-        except (DBusError, TimeoutError):
-            pass
         bus.disconnect()
         return True
 

@@ -400,9 +400,9 @@ class JobManager:
             if not mine:
                 del self._retained_by_uid[run.job.owner_uid]
         mine_by_owner = self._by_owner.get(run.job.owner)
-        if mine_by_owner is not None and mine_by_owner.pop(run.job.id, None) is run:
-            if not mine_by_owner:
-                del self._by_owner[run.job.owner]
+        if (mine_by_owner is not None and mine_by_owner.pop(run.job.id, None) is run
+                and not mine_by_owner):
+            del self._by_owner[run.job.owner]
         if self._runs.pop(run.job.id, None) is run:
             self._notify("job_removed", run.job)
 

@@ -135,7 +135,8 @@ class Manager(Interface, JobListener, SettingsListener, name=api.MANAGER_INTERFA
     def SlowBitInterval(self) -> float:
         return self.slow_bit_interval
 
-    @SlowBitInterval.setter
+    # The setter pattern of properties: mypy knows it of @property only.
+    @SlowBitInterval.setter  # type: ignore[no-redef]
     async def SlowBitInterval(self, call: Call, seconds: float) -> None:
         if not (math.isfinite(seconds) and 0 <= seconds <= 60):
             raise errors.InvalidArgument(f"SlowBitInterval must be between 0 and 60 seconds, "

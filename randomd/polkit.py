@@ -32,7 +32,9 @@ import itertools
 import logging
 import math
 import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import errors
 from .bus import Bus, DBusError, Message, MessageFlag, Variant, call
@@ -91,9 +93,9 @@ class _Pending:
     # The check, which the library numbers as it sends it (0 while it waits its turn).
     message: Message
     # The round trip to polkitd, which runs until polkitd answers...
-    task: asyncio.Task | None = None
+    task: asyncio.Task[list[Any]]
     # ...and what the caller's handler awaits, which may stop earlier.
-    waiter: asyncio.Future | None = None
+    waiter: asyncio.Future[list[Any]]
     abandoned: bool = field(default=False)  # its caller left the bus
 
     @property
@@ -152,14 +154,14 @@ class Authority:
         cancellation_id = f"randomd-{next(self._ids)}"
         subject = ["system-bus-name", {"name": Variant("s", sender)}]
         flags = _ALLOW_USER_INTERACTION if interactive else 0
-        pending = _Pending(cancellation_id, Message(
+        message = Message(
             **_AUTHORITY, member="CheckAuthorization", signature="(sa{sv})sa{ss}us",
-            body=[subject, action, {}, flags, cancellation_id]))
+            body=[subject, action, {}, flags, cancellation_id])
         # The round trip in a task of its own that runs until polkitd answers;
         # the handler waits on a shield, which _caller_gone or the bound may stop.
-        pending.task = asyncio.ensure_future(self._round_trip(caller.uid, pending.message))
-        pending.task.add_done_callback(_consume)
-        pending.waiter = asyncio.shield(pending.task)
+        task = asyncio.ensure_future(self._round_trip(caller.uid, message))
+        task.add_done_callback(_consume)
+        pending = _Pending(cancellation_id, message, task, asyncio.shield(task))
         self._pending.setdefault(sender, {})[pending.cancellation_id] = pending
         answered = False
         try:
@@ -188,7 +190,7 @@ class Authority:
         authorized, challenge, _details = result
         return bool(authorized), bool(challenge)
 
-    async def _round_trip(self, uid: int, msg: Message) -> list:
+    async def _round_trip(self, uid: int, msg: Message) -> list[Any]:
         """Send one check when its uid and randomd have room; its reply body.
 
         Both places are held until polkitd answers (or the bus says it
@@ -198,7 +200,7 @@ class Authority:
             return await call(self._bus, msg, math.inf)
 
     @contextlib.asynccontextmanager
-    async def _gate(self, uid: int):
+    async def _gate(self, uid: int) -> AsyncIterator[None]:
         gate = self._gates.get(uid)
         if gate is None:
             gate = self._gates[uid] = _Gate()

@@ -18,13 +18,15 @@ import asyncio
 import inspect
 import logging
 import time
+from collections.abc import Callable
 from functools import partial
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from . import errors
 from .bus import Bus, Message, MessageFlag, MessageType, Variant, signature_tree
 
 log = logging.getLogger("randomd.service")
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _PROPERTIES = "org.freedesktop.DBus.Properties"
 _INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
@@ -107,12 +109,14 @@ class Signal:
         self.names = names
 
 
-def method(in_signature: str = "", out_signature: str = "", out_names: tuple[str, ...] = ()):
+def method(in_signature: str = "", out_signature: str = "",
+           out_names: tuple[str, ...] = ()) -> Callable[[_F], _F]:
     """Declare a D-Bus method; the function takes (self, call, *args)."""
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
+    def decorate(function: _F) -> _F:
         in_names = tuple(inspect.signature(function).parameters)[2:]
-        function.dbus_method = Method(function.__name__, in_signature, out_signature,
-                                      in_names, out_names, function)
+        # A function may carry attributes, which no Callable type can declare.
+        function.dbus_method = Method(  # type: ignore[attr-defined]
+            function.__name__, in_signature, out_signature, in_names, out_names, function)
         return function
     return decorate
 
@@ -136,10 +140,16 @@ class dbus_property:  # noqa: N801 - reads like the decorator it is
         return self
 
     def setter(self, setter: Callable[..., Any]) -> dbus_property:
-        assert self.dbus_property is not None
-        self.dbus_property = Property(self.dbus_property.name, self.signature,
-                                      self.dbus_property.getter, setter, self.emits_change)
+        declared = self.declared
+        self.dbus_property = Property(declared.name, self.signature, declared.getter, setter,
+                                      self.emits_change)
         return self
+
+    @property
+    def declared(self) -> Property:
+        """The Property, once a getter was decorated."""
+        assert self.dbus_property is not None, "@dbus_property(...) decorates a getter"
+        return self.dbus_property
 
 
 class Interface:
@@ -160,7 +170,7 @@ class Interface:
         members = vars(cls).values()
         cls.methods = {m.dbus_method.name: m.dbus_method
                        for m in members if hasattr(m, "dbus_method")}
-        cls.properties = {p.dbus_property.name: p.dbus_property
+        cls.properties = {p.declared.name: p.declared
                           for p in members if isinstance(p, dbus_property)}
         cls.signals = {s.name: s for s in members if isinstance(s, Signal)}
 
@@ -274,13 +284,13 @@ class ObjectTree:
         self._tasks.add(task)
         task.add_done_callback(partial(self._reply_task, msg, out_signature))
 
-    def _reply_task(self, msg: Any, out_signature: str, task: asyncio.Task) -> None:
+    def _reply_task(self, msg: Any, out_signature: str, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         self.last_call = _monotonic()  # idle time counts from the answer
         if task.cancelled():
             self._reply_error(msg, errors.ShuttingDown("randomd is shutting down."))
-        elif task.exception() is not None:
-            self._reply_error(msg, task.exception())
+        elif (error := task.exception()) is not None:
+            self._reply_error(msg, error)
         else:
             self._reply(msg, out_signature, task.result())
 
@@ -293,6 +303,7 @@ class ObjectTree:
             body = [result]
         else:
             body = list(result)
+        assert signature_tree is not None  # connect() refused a library without it
         try:
             signature_tree(out_signature).verify(body)
             self._bus.post(Message(message_type=_METHOD_RETURN, reply_serial=msg.serial,
@@ -337,7 +348,8 @@ class ObjectTree:
             raise self._no_object(path)
         return interfaces
 
-    def _find_property(self, path: str, interface_name: str, name: str) -> tuple[Interface, Property]:
+    def _find_property(self, path: str, interface_name: str,
+                       name: str) -> tuple[Interface, Property]:
         interfaces = self._interfaces_at(path)
         candidates = [interfaces[interface_name]] if interface_name in interfaces else (
             list(interfaces.values()) if not interface_name else [])
@@ -363,16 +375,17 @@ class ObjectTree:
 
     def _set(self, call: Call, interface_name: str, name: str, value: Variant) -> Any:
         interface, prop = self._find_property(call.message.path, interface_name, name)
-        if prop.setter is None:
+        setter = prop.setter
+        if setter is None:
             raise errors.PropertyReadOnly(f"Property {name} is read-only.")
         if value.signature != prop.signature:
             raise errors.InvalidArgs(
                 f"Property {name} has type '{prop.signature}', not '{value.signature}'.")
-        return self._set_and_announce(call, interface, prop, value.value)
+        return self._set_and_announce(call, interface, prop, setter, value.value)
 
     async def _set_and_announce(self, call: Call, interface: Interface, prop: Property,
-                                value: Any) -> None:
-        await prop.setter(interface, call, value)
+                                setter: Callable[..., Any], value: Any) -> None:
+        await setter(interface, call, value)
         if prop.emits_change == "true":
             self.properties_changed(call.message.path, interface, [prop.name])
 
@@ -544,14 +557,12 @@ def quoteattr(data: str) -> str:
     """
     data = data.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
     data = data.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
-    if '"' in data:
-        if "'" in data:
-            data = '"%s"' % data.replace('"', "&quot;")
-        else:
-            data = "'%s'" % data
-    else:
-        data = '"%s"' % data
-    return data
+    if '"' not in data:
+        return f'"{data}"'
+    if "'" not in data:
+        return f"'{data}'"
+    escaped = data.replace('"', "&quot;")
+    return f'"{escaped}"'
 
 
 def introspection_xml(interfaces: list[Interface], children: list[str],
@@ -568,17 +579,19 @@ def introspection_xml(interfaces: list[Interface], children: list[str],
 
 def _interface_xml(cls: type[Interface]) -> str:
     lines = [f" <interface name={quoteattr(cls.name)}>"]
+    # Names are declared apart from signatures (a method may leave its out
+    # arguments unnamed): their lengths may differ.
     for m in cls.methods.values():
         lines.append(f"  <method name={quoteattr(m.name)}>")
         lines += [f'   <arg type="{t}" name="{n}" direction="in"/>'
-                  for t, n in zip(_complete_types(m.in_signature), m.in_names)]
+                  for t, n in zip(_complete_types(m.in_signature), m.in_names, strict=False)]
         lines += [f'   <arg type="{t}" name="{n}" direction="out"/>'
-                  for t, n in zip(_complete_types(m.out_signature), m.out_names)]
+                  for t, n in zip(_complete_types(m.out_signature), m.out_names, strict=False)]
         lines.append("  </method>")
     for s in cls.signals.values():
         lines.append(f"  <signal name={quoteattr(s.name)}>")
         lines += [f'   <arg type="{t}" name="{n}"/>'
-                  for t, n in zip(_complete_types(s.signature), s.names)]
+                  for t, n in zip(_complete_types(s.signature), s.names, strict=False)]
         lines.append("  </signal>")
     for p in cls.properties.values():
         access = "readwrite" if p.setter else "read"

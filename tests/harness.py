@@ -23,8 +23,8 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 # Not needed by other uids, and not worth copying.
@@ -273,7 +273,7 @@ class Randomd:
             self.process = subprocess.Popen([*wrapper, *as_user(user, argv)], env=environment,
                                             stdout=log, stderr=log, cwd="/")
 
-    def wait_ready(self) -> "Randomd":
+    def wait_ready(self) -> Randomd:
         """Return once randomd said READY=1 (it owns its name); fail at once if it exits."""
         try:
             self.notify.wait_for("READY", "1", gone=lambda: self.process.poll() is not None)

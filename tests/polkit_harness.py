@@ -26,11 +26,13 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import harness
+
 from randomd import bus as buslib
 
 POLKITD = Path("/usr/lib/polkit-1/polkitd")
@@ -210,7 +212,8 @@ class Agent:
         try:
             return await asyncio.wait_for(self.requests.get(), timeout)
         except TimeoutError:
-            raise AssertionError(f"polkitd asked the agent for no password in {timeout} s")
+            raise AssertionError(
+                f"polkitd asked the agent for no password in {timeout} s") from None
 
     async def wait_cancelled(self, cookie: str, timeout: float = harness.TIMEOUT) -> None:
         """Return once polkitd told the agent to cancel the request *cookie*."""
@@ -221,7 +224,8 @@ class Agent:
         try:
             await asyncio.wait_for(seen(), timeout)
         except TimeoutError:
-            raise AssertionError(f"polkitd did not cancel authentication {cookie} in {timeout} s")
+            raise AssertionError(
+                f"polkitd did not cancel authentication {cookie} in {timeout} s") from None
 
     async def authenticate(self, request: AuthenticationRequest) -> None:
         """Answer *request* as if its user typed the right password."""
@@ -310,7 +314,7 @@ class AuthorityMonitor:
             return await asyncio.wait_for(seen(), timeout)
         except TimeoutError:
             raise AssertionError(f"{sender} did not call {member} in {timeout} s; "
-                                 f"seen: {self.calls}")
+                                 f"seen: {self.calls}") from None
 
     def _on_message(self, msg: Any) -> bool:
         if msg.reply_serial:  # the answer to BecomeMonitor
@@ -355,7 +359,8 @@ class UserClient:
             line = await asyncio.wait_for(process.stdout.readline(), harness.TIMEOUT)
         except TimeoutError:
             process.kill()
-            raise AssertionError(f"the client of {user} did not connect in {harness.TIMEOUT} s")
+            raise AssertionError(
+                f"the client of {user} did not connect in {harness.TIMEOUT} s") from None
         if not line:
             raise AssertionError(f"the client of {user} exited: status {await process.wait()}")
         hello = json.loads(line)
@@ -421,7 +426,7 @@ async def reply_of(future: asyncio.Future[Reply], timeout: float = harness.TIMEO
     try:
         return await asyncio.wait_for(asyncio.shield(future), timeout)
     except TimeoutError:
-        raise AssertionError(f"no reply from randomd in {timeout} s")
+        raise AssertionError(f"no reply from randomd in {timeout} s") from None
 
 
 # -- the client side (runs as the other user) -------------------------------

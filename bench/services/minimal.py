@@ -10,6 +10,7 @@ the current one (the only way to learn the caller).
 """
 
 import asyncio
+import contextlib
 import importlib
 import secrets
 import sys
@@ -67,7 +68,5 @@ async def main():
     await bus.wait_for_disconnect()
 
 
-try:
+with contextlib.suppress(KeyboardInterrupt):
     asyncio.run(main())
-except KeyboardInterrupt:
-    pass

@@ -31,12 +31,26 @@ import asyncio
 import builtins
 import concurrent.futures
 import threading
-from typing import Any, Callable, Coroutine, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from . import _core
 from ._types import JobInfo, Limits, State
-from .errors import (Cancelled, Closed, Error, Expired, Failed, InvalidArgument, JobLost,
-                     NoSuchJob, NotAuthorized, QuotaExceeded, ShuttingDown, Timeout, Unavailable)
+from .errors import (
+    Cancelled,
+    Closed,
+    Error,
+    Expired,
+    Failed,
+    InvalidArgument,
+    JobLost,
+    NoSuchJob,
+    NotAuthorized,
+    QuotaExceeded,
+    ShuttingDown,
+    Timeout,
+    Unavailable,
+)
 
 __all__ = [
     "Client", "Job", "JobInfo", "Limits", "State", "DEFAULT_TIMEOUT",
@@ -263,7 +277,10 @@ class Client:
 
     @property
     def limits(self) -> Limits:
-        """randomd's limits: max_quick_bits, max_bytes, max_slow_bits, max_jobs, max_jobs_per_user."""
+        """randomd's limits.
+
+        max_quick_bits, max_bytes, max_slow_bits, max_jobs and max_jobs_per_user.
+        """
         return _run(self._conn, self._conn.limits())
 
     @property

@@ -20,16 +20,19 @@ How no end is missed:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
 import weakref
-from typing import Any, Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from .. import api
 from .. import bus as buslib
 from . import errors
-from ._types import JobInfo, Limits, State, job_path, state as as_state
+from ._types import JobInfo, Limits, State, job_path
+from ._types import state as as_state
 
 log = logging.getLogger("randomd.client")
 
@@ -498,10 +501,8 @@ class Connection:
 
     async def _watch_bus(self) -> None:
         """The bus connection itself is lost: every unfinished job with it."""
-        try:
+        with contextlib.suppress(Exception):
             await self.bus.wait_for_disconnect()
-        except Exception:
-            pass
         if not self.closed:
             for job in list(self._live.values()):
                 job._lose(f"The connection to {self.label} was lost before job {job.id} ended.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .. import api
@@ -49,7 +49,7 @@ class Limits:
 def _time(microseconds: int) -> datetime | None:
     if not microseconds:
         return None
-    return datetime.fromtimestamp(microseconds / 1e6, timezone.utc)
+    return datetime.fromtimestamp(microseconds / 1e6, UTC)
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class JobInfo:
 
     @classmethod
     def from_properties(cls, path: str, props: dict[str, Any]) -> JobInfo:
-        created = _time(props.get("Created", 0)) or datetime.fromtimestamp(0, timezone.utc)
+        created = _time(props.get("Created", 0)) or datetime.fromtimestamp(0, UTC)
         return cls(
             id=int(props.get("Id") or path.rsplit("/", 1)[-1]), path=path,
             bits=props["Bits"], bits_done=props["BitsDone"], progress=props["Progress"],

@@ -23,12 +23,26 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from typing import Any, AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable, Generator
+from typing import Any, TypedDict
 
 from . import _core
 from ._types import JobInfo, Limits, State
-from .errors import (Cancelled, Closed, Error, Expired, Failed, InvalidArgument, JobLost,
-                     NoSuchJob, NotAuthorized, QuotaExceeded, ShuttingDown, Timeout, Unavailable)
+from .errors import (
+    Cancelled,
+    Closed,
+    Error,
+    Expired,
+    Failed,
+    InvalidArgument,
+    JobLost,
+    NoSuchJob,
+    NotAuthorized,
+    QuotaExceeded,
+    ShuttingDown,
+    Timeout,
+    Unavailable,
+)
 
 __all__ = [
     "Client", "Job", "JobInfo", "Limits", "State", "DEFAULT_TIMEOUT",
@@ -167,8 +181,19 @@ class Job(_core.JobBase):
         return await self._info()
 
 
+class _Options(TypedDict):
+    """The keywords of Client, kept for Connection.open."""
+
+    bus: str
+    address: str | None
+    interactive: bool
+    timeout: float | None
+
+
 class Client:
-    """A connection to randomd for asyncio: ``await Client.connect(...)`` or ``async with Client(...)``.
+    """A connection to randomd for asyncio.
+
+    ``await Client.connect(...)`` or ``async with Client(...)``.
 
     The keywords are those of randomd.client.Client: *bus* ("system" or
     "session"), *address* (a D-Bus address, overrides *bus*), *interactive*
@@ -178,7 +203,8 @@ class Client:
 
     def __init__(self, *, bus: str = "system", address: str | None = None,
                  interactive: bool = False, timeout: float | None = DEFAULT_TIMEOUT) -> None:
-        self._options = dict(bus=bus, address=address, interactive=interactive, timeout=timeout)
+        self._options = _Options(bus=bus, address=address, interactive=interactive,
+                                 timeout=timeout)
         self._connection: _core.Connection | None = None
 
     @classmethod
@@ -250,7 +276,10 @@ class Client:
         return await self._conn.version()
 
     async def limits(self) -> Limits:
-        """randomd's limits (max_quick_bits, max_bytes, max_slow_bits, max_jobs, max_jobs_per_user)."""
+        """randomd's limits.
+
+        max_quick_bits, max_bytes, max_slow_bits, max_jobs and max_jobs_per_user.
+        """
         return await self._conn.limits()
 
     async def slow_bit_interval(self) -> float:

@@ -32,7 +32,8 @@ class Error(Exception):
         super().__init__(message)
         self.dbus_name = self.default_dbus_name if dbus_name is None else dbus_name
 
-    def __reduce__(self):  # picklable with its D-Bus name (multiprocessing, logging)
+    # Picklable with its D-Bus name (multiprocessing, logging).
+    def __reduce__(self) -> tuple[type[Error], tuple[str, str]]:
         return (self.__class__, (str(self), self.dbus_name))
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import NoReturn, Sequence
+from collections.abc import Sequence
+from typing import NoReturn
 
 from .. import __version__, api
 from . import exits
@@ -71,7 +72,8 @@ _COMMANDS: dict[str, tuple[str, str]] = {
                    "examples:\n  randomctl cancel-all\n  sudo randomctl cancel-all"),
     "status": ("show randomd's version, limits, bit interval and running jobs "
                "(the default command)",
-               "examples:\n  randomctl status\n  randomctl              # the same\n  randomctl --json=pretty status"),
+               "examples:\n  randomctl status\n  randomctl              # the same\n"
+               "  randomctl --json=pretty status"),
     "monitor": ("print job events (created, progress, finished, removed) until Ctrl-C",
                 "Events never carry a job's number. With --json each event is one JSON\n"
                 "object on its own line. Ctrl-C ends the monitor with status 0.\n\n"
@@ -183,7 +185,8 @@ def build_parser() -> Parser:
     for name, (summary, epilog) in _COMMANDS.items():
         sub[name] = commands.add_parser(
             name, help=summary, description=summary[0].upper() + summary[1:] + ".",
-            epilog=f"{epilog}\n\n{exits.HELP}", formatter_class=argparse.RawDescriptionHelpFormatter)
+            epilog=f"{epilog}\n\n{exits.HELP}",
+            formatter_class=argparse.RawDescriptionHelpFormatter)
         _add_global_options(sub[name], defaults=False)
 
     sub["quick"].add_argument("bits", metavar="BITS", type=uint32, nargs="?", default=16,

@@ -9,7 +9,8 @@ wording, and offers the few calls the commands make.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .. import api
 from ..bus import MessageType, Variant
@@ -130,7 +131,8 @@ class Client:
     async def set_property(self, path: str, interface: str, name: str, signature: str,
                            value: Any, action: str) -> None:
         """Write one property through org.freedesktop.DBus.Properties.Set."""
-        await self.call(path, PROPERTIES, "Set", "ssv", [interface, name, Variant(signature, value)],
+        await self.call(path, PROPERTIES, "Set", "ssv",
+                        [interface, name, Variant(signature, value)],
                         action=action, what=f"Set({name})")
 
     async def jobs(self) -> dict[str, dict[str, Any]]:

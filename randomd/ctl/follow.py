@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from typing import TypedDict
 
 from .. import api
 from ..client import aio, errors
@@ -48,7 +49,14 @@ class Bar:
             self._bar = None
 
 
-def _details(job: aio.Job) -> dict[str, object]:
+class _Details(TypedDict):
+    """The details of CtlError that name a job."""
+
+    id: int
+    path: str
+
+
+def _details(job: aio.Job) -> _Details:
     return {"id": job.id, "path": job.path}
 
 
@@ -57,7 +65,8 @@ async def slow(ctx: Context) -> int:
     client, args = ctx.client, ctx.args
     starting = asyncio.ensure_future(client.conn.slow(args.bits))
     try:
-        job: aio.Job = await asyncio.shield(starting)  # type: ignore[assignment]
+        # A Connection makes jobs of the job_class it was opened with: aio.Job.
+        job: aio.Job = await asyncio.shield(starting)  # type: ignore[arg-type]
     except asyncio.CancelledError:
         if not ctx.interrupted:
             raise
@@ -121,7 +130,7 @@ async def _cancel(job: aio.Job) -> None:
 async def wait(ctx: Context) -> int:
     """randomctl wait JOB."""
     client, path = ctx.client, ctx.args.job
-    details: dict[str, object] = {"id": job_id(path), "path": path}
+    details: _Details = {"id": job_id(path), "path": path}
     job: aio.Job = await client.run(client.conn.job(path), api.ACTION_MANAGE_JOBS, **details)
     bar = Bar(ctx)
     try:

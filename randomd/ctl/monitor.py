@@ -29,7 +29,8 @@ def describe(event: dict[str, Any]) -> str:
                 f"({event['owner']})")
     if kind == "progress":
         of = f"/{event['bits']}" if event.get("bits") else ""
-        return f"job {job} progress: {event['bits_done']}{of} bits ({int(100 * event['progress'])}%)"
+        percent = int(100 * event["progress"])
+        return f"job {job} progress: {event['bits_done']}{of} bits ({percent}%)"
     if kind == "finished":
         error = f" ({event['error']})" if event.get("error") else ""
         return f"job {job} {event['state']}{error}"

@@ -103,12 +103,12 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence
     function that decorates its padded cells (colour codes take no width).
     """
     shown = [headers, *rows] if legend else list(rows)
-    widths = [max(len(str(cell)) for cell in column) for column in zip(*shown)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(*shown, strict=True)]
     paint = paint or {}
     lines = []
     for index, row in enumerate(shown):
         cells = []
-        for column, (cell, width, align) in enumerate(zip(row, widths, right)):
+        for column, (cell, width, align) in enumerate(zip(row, widths, right, strict=True)):
             text = str(cell).rjust(width) if align else str(cell).ljust(width)
             if column in paint and (index or not legend):
                 text = paint[column](text)

@@ -32,7 +32,8 @@ async def get_property(bus: Bus, name: str, interface: str = api.MANAGER_INTERFA
 
 
 async def set_property(bus: Bus, name: str, signature: str, value: Any,
-                       interface: str = api.MANAGER_INTERFACE, path: str = api.MANAGER_PATH) -> None:
+                       interface: str = api.MANAGER_INTERFACE,
+                       path: str = api.MANAGER_PATH) -> None:
     await call(bus, "Set", "ssv", [interface, name, Variant(signature, value)], path=path,
                interface="org.freedesktop.DBus.Properties")
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import harness
+import pytest
 from polkit_harness import Polkitd, policy_bus
+
 from randomd import bus as buslib
 
 

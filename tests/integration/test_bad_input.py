@@ -23,10 +23,10 @@ import asyncio
 import re
 import subprocess
 
-import pytest
-
 import harness
+import pytest
 from clients import call, error_of, get_property, set_property
+
 from randomd import api
 from randomd import bus as buslib
 from randomd.bus import Message, MessageFlag, MessageType, Variant
@@ -359,7 +359,8 @@ async def assert_serving(daemon: harness.Randomd) -> None:
     try:
         (number,) = await call(connection, "Quick", "u", [8])
     except buslib.DBusError as error:
-        raise AssertionError(f"randomd stopped serving: {error.text}\n{daemon.stderr()}")
+        raise AssertionError(
+            f"randomd stopped serving: {error.text}\n{daemon.stderr()}") from None
     finally:
         connection.disconnect()
     assert 0 <= int(number) < 256 and daemon.process.poll() is None

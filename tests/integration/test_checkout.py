@@ -14,12 +14,11 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 import harness
+import pytest
 
 BROKEN_IMPORT = "import randomd_broken_on_purpose\n"
 FAIL_FAST_BOUND = 60.0  # seconds: the issue's "within a minute"
@@ -53,7 +52,10 @@ def private_checkout() -> Iterator[tuple[Path, dict[str, str]]]:
 
 def run_bounded(argv: list[str], cwd: Path, env: dict[str, str],
                 timeout: float) -> tuple[int, str, float]:
-    """Run *argv*; its exit status, output and duration.  Past *timeout* all it started is killed."""
+    """Run *argv*; its exit status, output and duration.
+
+    Past *timeout* all it started is killed.
+    """
     start = time.monotonic()
     process = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -62,7 +64,8 @@ def run_bounded(argv: list[str], cwd: Path, env: dict[str, str],
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
-        raise AssertionError(f"{argv} did not finish within {timeout} s; its output:\n{output}")
+        raise AssertionError(
+            f"{argv} did not finish within {timeout} s; its output:\n{output}") from None
     return process.returncode, output, time.monotonic() - start
 
 

@@ -25,12 +25,13 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Callable
-
-import pytest
+from collections.abc import Callable
+from typing import Any
 
 import harness
+import pytest
 from polkit_harness import Polkitd, policy_bus
+
 from randomd import __version__, api
 
 USER = harness.TEST_USER
@@ -560,6 +561,7 @@ def test_slow_over_the_quota_is_quota_exceeded(run):
 
 def scenario_jobs(address):
     from datetime import datetime
+
     from randomd.client import Client, JobInfo
     with Client(address=address) as client:
         running = client.slow(200)
@@ -577,7 +579,8 @@ def scenario_jobs(address):
                 "id", "path", "bits", "bits_done", "progress", "state", "error", "owner_uid",
                 "owner", "owner_connected")}
             out[job.path]["finished"] = info.finished is not None
-            out[job.path]["age"] = (datetime.now(info.created.tzinfo) - info.created).total_seconds()
+            age = datetime.now(info.created.tzinfo) - info.created
+            out[job.path]["age"] = age.total_seconds()
         return {"jobs": out, "running": running.path, "done": done.path,
                 "sorted": [i.id for i in client.jobs()] == sorted(i.id for i in client.jobs())}
 
@@ -700,7 +703,8 @@ def scenario_close_while_waiting(address):
     waiting = []
     waiter = threading.Thread(target=lambda: waiting.append(outcome(lambda: job.value)))
     waiter.start()
-    time.sleep(0.2)  # so that the waiter is (very likely) inside value; either way it must end Closed
+    # So that the waiter is (very likely) inside value; either way it must end Closed.
+    time.sleep(0.2)
     client.close()
     waiter.join(10)
     return {"waiter": waiting, "after": outcome(lambda: job.wait()),

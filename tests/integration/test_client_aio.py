@@ -11,11 +11,23 @@ import sys
 import time
 
 import pytest
-
-from randomd import __version__, api
 from test_client import (  # noqa: F401  (fixtures)
-    CONFIG, INTERVAL, async_outcome, emit, managed_jobs, proceed, randomd, run,
-    scenario_start_and_hold, scenario_start_and_leave, scenarios, start, system_bus)
+    CONFIG,
+    INTERVAL,
+    async_outcome,
+    emit,
+    managed_jobs,
+    proceed,
+    randomd,
+    run,
+    scenario_start_and_hold,
+    scenario_start_and_leave,
+    scenarios,
+    start,
+    system_bus,
+)
+
+from randomd import __version__
 
 
 async def scenario_numbers_and_properties(address):

@@ -6,9 +6,8 @@ import os
 import re
 import subprocess
 
-import pytest
-
 import harness
+import pytest
 from polkit_harness import Polkitd, policy_bus
 
 EXAMPLES = harness.REPO / "examples"

@@ -12,19 +12,18 @@ import signal
 import sys
 import time
 
-import pytest
-
 import harness
+import pytest
 from polkit_harness import Polkitd, policy_bus
 from test_client import Scenario, emit, outcome, proceed, scenarios  # noqa: F401
 
 # A polkit rule of the README's kind: randomd-test may not start slow jobs.
-NO_SLOW_RULE = """polkit.addRule(function(action, subject) {
-    if (action.id == "org.randomd.Random1.slow" && subject.user == "%s") {
+NO_SLOW_RULE = f"""polkit.addRule(function(action, subject) {{
+    if (action.id == "org.randomd.Random1.slow" && subject.user == "{harness.TEST_USER}") {{
         return polkit.Result.NO;
-    }
-});
-""" % harness.TEST_USER
+    }}
+}});
+"""
 
 
 @pytest.fixture(scope="module")
@@ -285,6 +284,7 @@ MANY = "SlowBitInterval = 0\nMaxJobs = 1024\nMaxJobsPerUser = 1024\n"
 
 def scenario_many_jobs(address, count):
     import threading
+
     from randomd.client import Client
     ended: list[int] = []
     all_ended = threading.Event()

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, add_match, error_of
+
 from randomd import bus as buslib
 from randomd.bus import DBusError, Message, MessageType
 

@@ -27,12 +27,18 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, add_match, call, error_of, get_property
-from polkit_harness import (ACCESS_DENIED, AuthorityMonitor, Polkitd, UserClient, policy_bus,
-                            reply_of)
+from polkit_harness import (
+    ACCESS_DENIED,
+    AuthorityMonitor,
+    Polkitd,
+    UserClient,
+    policy_bus,
+    reply_of,
+)
+
 from randomd import api
 from randomd import bus as buslib
 
@@ -295,8 +301,8 @@ class LaunchedRandomd:
     def wait_ready(self) -> LaunchedRandomd:
         try:
             self.notify.wait_for("READY", "1")
-        except AssertionError:
-            raise AssertionError(f"randomd did not become ready; its log: {self.lines}")
+        except AssertionError as error:
+            raise AssertionError(f"randomd did not become ready; its log: {self.lines}") from error
         return self
 
     def stop(self) -> int:

@@ -31,12 +31,12 @@ import asyncio
 from collections import deque
 
 import dbus_next.aio
+import harness
 import pytest
 from dbus_next import Message, MessageFlag, MessageType, Variant
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-import harness
 from randomd import api
 
 MESSAGES_PER_LIBRARY = 2000

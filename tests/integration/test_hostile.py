@@ -33,10 +33,10 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 import harness
+import pytest
 from clients import call, error_of, get_property, wait_until
+
 from randomd import api
 from randomd import bus as buslib
 from randomd.bus import Message, MessageType

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-import pytest
-
 import harness
+import pytest
 from clients import call
+
 from randomd import api
 
 INTERFACES = harness.REPO / "conf/dbus-1/interfaces"

@@ -24,12 +24,11 @@ import re
 import subprocess
 import time
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, add_match, call, get_property, wait_until
-from polkit_harness import (INTERACTIVE_REQUIRED, Agent, Polkitd, UserClient, policy_bus,
-                            reply_of)
+from polkit_harness import INTERACTIVE_REQUIRED, Agent, Polkitd, UserClient, policy_bus, reply_of
+
 from randomd import api
 from randomd import bus as buslib
 from randomd.bus import DBusError
@@ -208,7 +207,8 @@ async def test_a_uid_whose_jobs_outlived_their_connections_holds_its_quota(
         daemon, root, user_clients):
     paths = [busctl_slow(daemon.bus, LONG_BITS, user=USER) for _ in range(MAX_JOBS_PER_USER)]
     for path in paths:  # randomd hears of each departure a moment after busctl's reply
-        await wait_until(lambda: _equals(job_property(root, path, "OwnerConnected"), False),
+        await wait_until(lambda path=path: _equals(job_property(root, path, "OwnerConnected"),
+                                                   False),
                          f"OwnerConnected of {path} to turn false")
     newcomer = await user_clients(daemon.bus)
     refused = await newcomer.call("Slow", "u", [8])

@@ -11,10 +11,10 @@ import asyncio
 import json
 import shutil
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, call
+
 from randomd import bus as buslib
 
 JOURNALD = "/lib/systemd/systemd-journald"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import signal
 import subprocess
 
-import pytest
-
 import harness
+import pytest
 from clients import call, error_of, get_property, set_property
+
 from randomd import api
 from randomd import bus as buslib
 
@@ -180,7 +180,8 @@ async def test_reload_of_a_broken_config_fails_naming_the_key_and_keeps_the_old_
     bus = await buslib.connect(daemon.bus.address)
     error = await error_of(call(bus, "Reload"))
     assert error.type == api.ERROR_PREFIX + "Failed"
-    assert error.text.startswith("The configuration was not reloaded: ") and "MaxQuickBits" in error.text
+    assert error.text.startswith("The configuration was not reloaded: ")
+    assert "MaxQuickBits" in error.text
     assert await get_property(bus, "MaxQuickBits") == 10
     bus.disconnect()
     daemon.notify.wait_for("READY", "1")  # still ready: the reload ended

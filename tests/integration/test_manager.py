@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, add_match, call, error_of, get_property, set_property
+
 from randomd import api
 from randomd import bus as buslib
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import harness
+
 from randomd import api
 
 OWN_NAME = ("from randomd import bus; import asyncio\n"

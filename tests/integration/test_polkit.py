@@ -19,12 +19,21 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 import harness
-from polkit_harness import (ACCESS_DENIED, INTERACTIVE_REQUIRED, RANDOMD, Agent,
-                            AuthorityMonitor, Polkitd, UserClient,
-                            ensure_group_member, policy_bus, reply_of)
+import pytest
+from polkit_harness import (
+    ACCESS_DENIED,
+    INTERACTIVE_REQUIRED,
+    RANDOMD,
+    Agent,
+    AuthorityMonitor,
+    Polkitd,
+    UserClient,
+    ensure_group_member,
+    policy_bus,
+    reply_of,
+)
+
 from randomd import api
 from randomd import bus as buslib
 

@@ -27,13 +27,13 @@ import struct
 import subprocess
 import termios
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
-
-import pytest
 
 import harness
+import pytest
 from polkit_harness import Polkitd, policy_bus
+
 from randomd import __version__, api
 
 USER = harness.TEST_USER
@@ -324,7 +324,8 @@ def test_bytes_json(ctl):
     result = ctl("--json", "bytes", "8", user=USER)
     assert result.returncode == STATUS["ok"], result.stderr
     data = json.loads(result.stdout)
-    assert data["count"] == 8 and data["encoding"] == "hex" and len(bytes.fromhex(data["data"])) == 8
+    assert data["count"] == 8 and data["encoding"] == "hex"
+    assert len(bytes.fromhex(data["data"])) == 8
 
 
 # -- slow ----------------------------------------------------------------------
@@ -852,8 +853,9 @@ def conforms(value: object, schema: object, where: str = "$") -> None:
         else:
             kinds = tuple(t for a in alternatives if a in TYPES for t in
                           (TYPES[a] if isinstance(TYPES[a], tuple) else (TYPES[a],)))
-            assert isinstance(value, kinds) and not (
-                isinstance(value, bool) and bool not in kinds), f"{where}: {value!r} is not {schema}"
+            wrong_bool = isinstance(value, bool) and bool not in kinds
+            assert isinstance(value, kinds) and not wrong_bool, (
+                f"{where}: {value!r} is not {schema}")
 
 
 def test_the_man_page_documents_every_command_s_json():

@@ -28,11 +28,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, call, set_property
 from polkit_harness import ACCESS_DENIED, INTERACTIVE_REQUIRED, UserClient
+
 from randomd import api, randomness
 from randomd import bus as buslib
 
@@ -300,7 +300,7 @@ async def _listen(address: str) -> None:
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus", member="AddMatch", signature="s", body=[rule]))
         accepted.append(reply.message_type != buslib.MessageType.ERROR)
-    print(json.dumps(dict(zip(rules, accepted))), flush=True)
+    print(json.dumps(dict(zip(rules, accepted, strict=True))), flush=True)
     done = asyncio.Event()
     changes = 0
 

@@ -13,10 +13,10 @@ import asyncio
 import json
 import subprocess
 
-import pytest
-
 import harness
+import pytest
 from clients import SignalRecorder, add_match, call, error_of, get_property, wait_until
+
 from randomd import api
 from randomd import bus as buslib
 
@@ -187,7 +187,8 @@ async def test_five_hundred_waiters_on_five_hundred_jobs_are_served(daemon_and_b
     # dbus-daemon allows 128 pending calls per connection: five clients.
     clients = [await buslib.connect(daemon.bus.address) for _ in range(5)]
     paths = [[await slow(c, 8) for _ in range(100)] for c in clients]
-    waits = [job_call(c, p, "Wait") for c, ps in zip(clients, paths) for p in ps]
+    waits = [job_call(c, p, "Wait") for c, ps in zip(clients, paths, strict=True)
+             for p in ps]
     results = await asyncio.wait_for(asyncio.gather(*waits), 60)
     assert len(results) == 500 and all(int(n) < 256 for (n,) in results)
     assert await call(clients[0], "Quick", "u", [8])  # and nothing was blocked
@@ -293,7 +294,7 @@ async def test_a_thousand_jobs_whose_owner_left_run_on_and_leave_nothing_once_en
         daemon_and_bus):
     daemon, bus = daemon_and_bus
     owner = await buslib.connect(daemon.bus.address)
-    for chunk in range(10):  # 100 at a time: below the bus's pending-call limit
+    for _ in range(10):  # 100 at a time: below the bus's pending-call limit
         await asyncio.gather(*(slow(owner, 8) for _ in range(100)))
     recorder = SignalRecorder(bus)
     await add_match(bus, "type='signal',member='PropertiesChanged',"

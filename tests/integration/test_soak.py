@@ -25,10 +25,10 @@ import os
 import random
 import time
 
-import pytest
-
 import harness
+import pytest
 from clients import call, get_property, wait_until
+
 from randomd import api
 from randomd import bus as buslib
 from randomd.bus import DBusError, MessageType

@@ -11,6 +11,7 @@ import signal
 
 import harness
 from clients import call
+
 from randomd import api
 from randomd import bus as buslib
 from randomd.bus import Message, MessageType

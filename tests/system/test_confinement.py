@@ -125,9 +125,9 @@ def sandboxed(testbed, probe):
     for line in testbed.read_file(UNIT_FILE).splitlines():
         if line.startswith("["):
             in_service = line == "[Service]"
-        elif in_service and (m := re.fullmatch(r"([A-Za-z]+)=(.*)", line)):
-            if m.group(1) not in NOT_SANDBOX:
-                properties += ["-p", line]
+        elif (in_service and (m := re.fullmatch(r"([A-Za-z]+)=(.*)", line))
+                and m.group(1) not in NOT_SANDBOX):
+            properties += ["-p", line]
     assert "User=randomd" in properties and "NoNewPrivileges=yes" in properties, properties
     out = testbed.run(["systemd-run", "--wait", "--pipe", "--quiet", *properties, *probe,
                        *NOT_WRITABLE, "/tmp/probe"]).stdout

@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import pickle
-from datetime import timezone
+from datetime import UTC
 
 import pytest
 
 from randomd import api
-from randomd.client import (Cancelled, Closed, Error, Expired, Failed, InvalidArgument, JobInfo,
-                            JobLost, NoSuchJob, NotAuthorized, QuotaExceeded, ShuttingDown, State,
-                            Timeout, Unavailable, aio)
+from randomd.client import (
+    Cancelled,
+    Closed,
+    Error,
+    Expired,
+    Failed,
+    InvalidArgument,
+    JobInfo,
+    JobLost,
+    NoSuchJob,
+    NotAuthorized,
+    QuotaExceeded,
+    ShuttingDown,
+    State,
+    Timeout,
+    Unavailable,
+    aio,
+)
 from randomd.client._types import job_path
 from randomd.client.errors import from_dbus
 
@@ -58,7 +73,8 @@ def test_client_errors_have_an_empty_dbus_name_and_subclass_error():
 
 
 def test_errors_pickle_with_their_dbus_name():
-    error = pickle.loads(pickle.dumps(from_dbus(STANDARD + "InteractiveAuthorizationRequired", "x")))
+    sent = from_dbus(STANDARD + "InteractiveAuthorizationRequired", "x")
+    error = pickle.loads(pickle.dumps(sent))
     assert type(error) is NotAuthorized and error.interactive_required
 
 
@@ -75,7 +91,7 @@ def test_job_info_from_properties():
         "Id": "3", "Bits": 8, "BitsDone": 2, "Progress": 0.25, "State": "running", "Error": "",
         "OwnerUID": 1000, "Owner": ":1.5", "Created": 1_700_000_000_000_000, "Finished": 0})
     assert info.id == 3 and info.state is State.RUNNING and info.finished is None
-    assert info.created.tzinfo is timezone.utc and info.created.year == 2023
+    assert info.created.tzinfo is UTC and info.created.year == 2023
     assert info.owner_connected is True
 
 

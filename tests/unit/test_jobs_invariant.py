@@ -229,7 +229,7 @@ class Scenario:
             self.manager.start(OWNERS[0], UIDS[0], 1, 0.0)
         outcomes = await asyncio.gather(*(task for _, task in self.waiters),
                                         return_exceptions=True)
-        for (job, _), outcome in zip(self.waiters, outcomes):
+        for (job, _), outcome in zip(self.waiters, outcomes, strict=True):
             if job.state == JobState.COMPLETED:
                 assert outcome == job.number
             else:
