@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 from . import api, errors
-from .bus import Bus, DBusError, Message, MessageType, call
+from .dbus import Bus, DBusError, Message, MessageType, call
 
 log = logging.getLogger("randomd.callers")
 

@@ -19,14 +19,14 @@ import signal
 import sys
 
 from . import __version__, api, logs, notify, options
-from .bus import Bus, DBusError, NameFlag, RequestNameReply, UnsupportedLibrary, connect
 from .callers import CallerRegistry
+from .dbus import Bus, DBusError, NameFlag, RequestNameReply, UnsupportedLibrary, connect
+from .dbus.tree import ObjectTree
 from .errors import ConfigError
 from .job_object import JobPublisher, no_such_job
 from .jobs import JobManager
 from .manager import Manager
 from .polkit import Authority
-from .service import ObjectTree
 from .settings import Settings
 
 log = logging.getLogger("randomd")

@@ -16,8 +16,9 @@ from typing import TYPE_CHECKING
 from . import api, errors
 from .callers import CallerRegistry
 from .coalesce import Coalescer
+from .dbus.interface import Call, Interface, Signal, dbus_property, method
+from .dbus.tree import ObjectTree
 from .jobs import Job, JobListener, JobManager
-from .service import Call, Interface, ObjectTree, Signal, dbus_property, method
 
 if TYPE_CHECKING:
     from .polkit import Authority

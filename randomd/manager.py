@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING
 from . import __version__, api, errors, limits, randomness
 from .coalesce import Coalescer
 from .config import Config
+from .dbus.interface import Call, Interface, dbus_property, method
 from .errors import ConfigError
 from .jobs import Job, JobListener
-from .service import Call, Interface, dbus_property, method
 from .settings import SettingsListener
 
 if TYPE_CHECKING:
+    from .dbus.tree import ObjectTree
     from .jobs import JobManager
     from .polkit import Authority
-    from .service import ObjectTree
     from .settings import Settings
 
 log = logging.getLogger("randomd.manager")

@@ -13,7 +13,7 @@ remembered between checks (every call goes to the well-known name), so a
 restarted polkitd serves the next check.
 
 Checks are shared out fairly: a check keeps its place among randomd's
-outgoing calls (bus.MAX_PENDING_CALLS) until polkitd answers it, even after
+outgoing calls (dbus.MAX_PENDING_CALLS) until polkitd answers it, even after
 its caller stopped waiting, so that randomd never has more calls awaiting a
 reply than the bus allows; and each uid has at most CHECKS_PER_UID checks in
 flight, its other calls waiting behind them, so that one user flooding
@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import errors
-from .bus import Bus, DBusError, Message, MessageFlag, Variant, call
 from .callers import Caller, CallerRegistry
+from .dbus import Bus, DBusError, Message, MessageFlag, Variant, call
 
 log = logging.getLogger("randomd.polkit")
 
@@ -51,7 +51,7 @@ _ALLOW_USER_INTERACTION = 1
 NONINTERACTIVE_TIMEOUT = 5.0
 INTERACTIVE_TIMEOUT = 300.0
 TIMEOUT_ENV = "RANDOMD_POLKIT_TIMEOUT"
-# Checks of one uid on the wire at once (of bus.MAX_PENDING_CALLS in all).
+# Checks of one uid on the wire at once (of dbus.MAX_PENDING_CALLS in all).
 CHECKS_PER_UID = 8
 
 # What the bus says when polkitd is not there, or left before answering.

@@ -33,7 +33,7 @@ from typing import Any
 
 import harness
 
-from randomd import bus as buslib
+from randomd import dbus
 
 POLKITD = Path("/usr/lib/polkit-1/polkitd")
 ACTIONS = harness.REPO / "conf/polkit-1/actions"
@@ -191,7 +191,7 @@ class Agent:
     PATH = "/org/randomd/test/AuthenticationAgent"
     INTERFACE = "org.freedesktop.PolicyKit1.AuthenticationAgent"
 
-    def __init__(self, bus: buslib.Bus) -> None:
+    def __init__(self, bus: dbus.Bus) -> None:
         self._bus = bus
         self.requests: asyncio.Queue[AuthenticationRequest] = asyncio.Queue()
         self.cancelled: set[str] = set()
@@ -201,9 +201,9 @@ class Agent:
 
     async def register_for(self, pid: int) -> None:
         """Become the agent polkitd asks when it needs a password for process *pid*."""
-        subject = ["unix-process", {"pid": buslib.Variant("u", pid),
-                                    "start-time": buslib.Variant("t", 0)}]  # 0: polkitd finds it
-        await buslib.call(self._bus, buslib.Message(
+        subject = ["unix-process", {"pid": dbus.Variant("u", pid),
+                                    "start-time": dbus.Variant("t", 0)}]  # 0: polkitd finds it
+        await dbus.call(self._bus, dbus.Message(
             **AUTHORITY, member="RegisterAuthenticationAgent", signature="(sa{sv})ss",
             body=[subject, "C", self.PATH]), harness.TIMEOUT)
 
@@ -230,7 +230,7 @@ class Agent:
     async def authenticate(self, request: AuthenticationRequest) -> None:
         """Answer *request* as if its user typed the right password."""
         identity = request.identities[0]
-        await buslib.call(self._bus, buslib.Message(
+        await dbus.call(self._bus, dbus.Message(
             **AUTHORITY, member="AuthenticationAgentResponse2", signature="us(sa{sv})",
             body=[0, request.cookie, identity]), harness.TIMEOUT)
         self._answer(request)
@@ -244,12 +244,12 @@ class Agent:
                 text: str = "") -> None:
         if self._open.pop(request.cookie, None) is None:
             return
-        reply = (buslib.Message.new_error(request.message, error, text) if error
-                 else buslib.Message.new_method_return(request.message))
+        reply = (dbus.Message.new_error(request.message, error, text) if error
+                 else dbus.Message.new_method_return(request.message))
         self._bus.send(reply)
 
     def _on_message(self, msg: Any) -> bool:
-        if (msg.message_type != buslib.MessageType.METHOD_CALL or msg.path != self.PATH
+        if (msg.message_type != dbus.MessageType.METHOD_CALL or msg.path != self.PATH
                 or msg.interface != self.INTERFACE):
             return False
         if msg.member == "BeginAuthentication":
@@ -261,7 +261,7 @@ class Agent:
             (cookie,) = msg.body
             self.cancelled.add(cookie)
             self._cancel_seen.set()
-            self._bus.send(buslib.Message.new_method_return(msg))
+            self._bus.send(dbus.Message.new_method_return(msg))
             request = self._open.get(cookie)
             if request is not None:  # as a real agent: the dialog closes, unanswered
                 self.dismiss(request)
@@ -283,18 +283,18 @@ class SeenCall:
 class AuthorityMonitor:
     """Sees every call to polkit's Authority on a bus, as dbus-monitor would (root only)."""
 
-    def __init__(self, bus: buslib.Bus) -> None:
+    def __init__(self, bus: dbus.Bus) -> None:
         self._bus = bus
         self.calls: list[SeenCall] = []
         self._seen = asyncio.Event()
         bus.add_message_handler(self._on_message)
 
     @classmethod
-    async def start(cls, connection: buslib.Bus) -> AuthorityMonitor:
+    async def start(cls, connection: dbus.Bus) -> AuthorityMonitor:
         """Turn *connection* (root, used for nothing else) into a monitor."""
         monitor = cls(connection)
         rule = f"type='method_call',interface='{AUTHORITY['interface']}'"
-        await buslib.call(connection, buslib.Message(
+        await dbus.call(connection, dbus.Message(
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus.Monitoring", member="BecomeMonitor",
             signature="asu", body=[[rule], 0]), harness.TIMEOUT)
@@ -433,7 +433,7 @@ async def reply_of(future: asyncio.Future[Reply], timeout: float = harness.TIMEO
 
 
 async def _client_main(address: str) -> None:
-    bus = await buslib.connect(address)
+    bus = await dbus.connect(address)
     print(json.dumps({"unique_name": bus.unique_name, "pid": os.getpid()}), flush=True)
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
@@ -446,13 +446,13 @@ async def _client_main(address: str) -> None:
     bus.disconnect()
 
 
-async def _client_call(bus: buslib.Bus, request: dict[str, Any]) -> None:
+async def _client_call(bus: dbus.Bus, request: dict[str, Any]) -> None:
     body = request["body"]
     if request["variant"]:
-        body[-1] = buslib.Variant(request["variant"], body[-1])
-    flags = (buslib.MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION if request["interactive"]
-             else buslib.MessageFlag.NONE)
-    msg = buslib.Message(destination=RANDOMD["destination"], path=request["path"],
+        body[-1] = dbus.Variant(request["variant"], body[-1])
+    flags = (dbus.MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION if request["interactive"]
+             else dbus.MessageFlag.NONE)
+    msg = dbus.Message(destination=RANDOMD["destination"], path=request["path"],
                          interface=request["interface"], member=request["member"],
                          signature=request["signature"], body=body, flags=flags)
     answer: dict[str, Any] = {"id": request["id"]}
@@ -461,7 +461,7 @@ async def _client_call(bus: buslib.Bus, request: dict[str, Any]) -> None:
     except Exception as error:  # report it: the test must not wait for a reply in vain
         answer.update(error=CLIENT_FAILED, text=repr(error))
     else:
-        if reply.message_type == buslib.MessageType.ERROR:
+        if reply.message_type == dbus.MessageType.ERROR:
             answer.update(error=reply.error_name, text=reply.body[0] if reply.body else "")
         else:
             answer.update(body=reply.body)

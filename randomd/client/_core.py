@@ -28,8 +28,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
-from .. import api
-from .. import bus as buslib
+from .. import api, dbus
 from . import errors
 from ._types import JobInfo, Limits, State, job_path
 from ._types import state as as_state
@@ -60,16 +59,16 @@ _RULES = (
 )
 _DEFAULT: Any = object()
 # Looked up once: an enum member's attribute access costs more than a call's dispatch.
-_NO_FLAGS = buslib.MessageFlag.NONE
-_INTERACTIVE = buslib.MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION
-_ERROR = buslib.MessageType.ERROR
-_SIGNAL = buslib.MessageType.SIGNAL
+_NO_FLAGS = dbus.MessageFlag.NONE
+_INTERACTIVE = dbus.MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION
+_ERROR = dbus.MessageType.ERROR
+_SIGNAL = dbus.MessageType.SIGNAL
 _ERROR_STATES = {errors.Cancelled: State.CANCELLED, errors.Expired: State.EXPIRED}
 
 
 def unwrap(value: Any) -> Any:
     """Variants, dicts and lists of them as plain Python values."""
-    if isinstance(value, buslib.Variant):
+    if isinstance(value, dbus.Variant):
         return unwrap(value.value)
     if isinstance(value, dict):
         return {key: unwrap(item) for key, item in value.items()}
@@ -112,7 +111,7 @@ def ending(job_id: int, state: str, error_name: str) -> errors.Error:
 class Connection:
     """One connection to the bus randomd is on, and the jobs followed on it."""
 
-    def __init__(self, bus: buslib.Bus, label: str, interactive: bool,
+    def __init__(self, bus: dbus.Bus, label: str, interactive: bool,
                  timeout: float | None, job_class: type[JobBase]) -> None:
         self.bus = bus
         self.label = label
@@ -150,11 +149,11 @@ class Connection:
         label = f"the bus at {address}" if address else f"the {bus} bus"
         try:
             async with asyncio.timeout(timeout):
-                connection = await buslib.connect(address, system=bus != "session")
+                connection = await dbus.connect(address, system=bus != "session")
         except TimeoutError:
             raise errors.Unavailable(f"Cannot connect to {label}: it did not answer "
                                      f"within {timeout:g} s.") from None
-        except buslib.UnsupportedLibrary as error:  # one line, as randomd says it
+        except dbus.UnsupportedLibrary as error:  # one line, as randomd says it
             raise errors.Unavailable(f"{error}.") from None
         except Exception as error:  # no socket, refused, bad address, authentication
             reason = error.strerror if isinstance(error, OSError) and error.strerror else error
@@ -207,7 +206,7 @@ class Connection:
         if self.closed:
             raise errors.Closed("The randomd client is closed.")
         interactive = action and self.interactive
-        msg = buslib.Message(
+        msg = dbus.Message(
             destination=api.BUS_NAME, path=path, interface=interface, member=member,
             signature=signature, body=list(body),
             flags=_INTERACTIVE if interactive else _NO_FLAGS)
@@ -249,7 +248,7 @@ class Connection:
                 raise errors.Timeout(f"randomd did not answer {what} within "
                                      f"{timeout:g} s.") from None
             raise
-        except buslib.DBusError as error:  # the library's own checks
+        except dbus.DBusError as error:  # the library's own checks
             raise errors.InvalidArgument(f"Cannot call {what}: {error.text}") from None
         except (OSError, EOFError) as error:
             if self.closed:
@@ -292,7 +291,7 @@ class Connection:
         """Call the bus itself (org.freedesktop.DBus)."""
         if self.closed:
             raise errors.Closed("The randomd client is closed.")
-        msg = buslib.Message(**_DBUS, member=member, signature=signature, body=body)
+        msg = dbus.Message(**_DBUS, member=member, signature=signature, body=body)
         reply = await self._send(msg, self.timeout, member)
         if reply.message_type == _ERROR:
             raise errors.from_dbus(reply.error_name or "", reply.body[0] if reply.body else "",
@@ -412,7 +411,7 @@ class Connection:
     async def set_slow_bit_interval(self, seconds: float) -> None:
         seconds = check_seconds(seconds)
         await self.call(api.MANAGER_PATH, PROPERTIES, "Set", "ssv",
-                        [api.MANAGER_INTERFACE, "SlowBitInterval", buslib.Variant("d", seconds)],
+                        [api.MANAGER_INTERFACE, "SlowBitInterval", dbus.Variant("d", seconds)],
                         action=True, what="Set(SlowBitInterval)")
 
     # -- jobs --------------------------------------------------------------

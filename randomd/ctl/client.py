@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .. import api
-from ..bus import MessageType, Variant
 from ..client import _core, aio, errors
+from ..dbus import MessageType, Variant
 from . import exits
 from .cli import DEFAULT_TIMEOUT
 

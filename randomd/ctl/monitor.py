@@ -14,7 +14,7 @@ from typing import Any
 
 from .. import api
 from ..api import RANDOMD_OWNER_CHANGED as _NAME_OWNER_CHANGED
-from ..bus import MessageType
+from ..dbus import MessageType
 from . import exits
 from .client import OBJECT_MANAGER, PROPERTIES, match_rule, unwrap
 from .context import Context

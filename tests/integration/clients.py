@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from randomd import api
-from randomd.bus import Bus, DBusError, Message, MessageType, Variant
+from randomd.dbus import Bus, DBusError, Message, MessageType, Variant
 
 TIMEOUT = 10.0
 

@@ -6,7 +6,7 @@ import harness
 import pytest
 from polkit_harness import Polkitd, policy_bus
 
-from randomd import bus as buslib
+from randomd import dbus
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
@@ -120,6 +120,6 @@ def randomd(system_bus, library):
 @pytest.fixture
 async def client(system_bus):
     """A root client connection (dbus-fast when installed)."""
-    connection = await buslib.connect(system_bus.address)
+    connection = await dbus.connect(system_bus.address)
     yield connection
     connection.disconnect()

@@ -7,8 +7,9 @@ randomd itself offers no way to make a handler raise a stray exception.
 import asyncio
 import sys
 
-from randomd import bus, errors, logs
-from randomd.service import Call, Interface, ObjectTree, method
+from randomd import dbus, errors, logs
+from randomd.dbus.interface import Call, Interface, method
+from randomd.dbus.tree import ObjectTree
 
 NAME = "org.randomd.Faulty"
 PATH = "/org/randomd/Faulty"
@@ -56,7 +57,7 @@ class Faulty(Interface, name=NAME):
 
 async def main() -> None:
     logs.setup("debug")
-    connection = await bus.connect(sys.argv[1])
+    connection = await dbus.connect(sys.argv[1])
     tree = ObjectTree(connection, PATH)
     tree.export(PATH, Faulty(tree))
     await connection.request_name(NAME)

@@ -27,9 +27,8 @@ import harness
 import pytest
 from clients import call, error_of, get_property, set_property
 
-from randomd import api
-from randomd import bus as buslib
-from randomd.bus import Message, MessageFlag, MessageType, Variant
+from randomd import api, dbus
+from randomd.dbus import Message, MessageFlag, MessageType, Variant
 
 ERROR = api.ERROR_PREFIX
 DBUS_ERROR = "org.freedesktop.DBus.Error."
@@ -53,7 +52,7 @@ JOB_PROPERTIES = {"Id": ("s", "7"), "Bits": ("u", 8), "BitsDone": ("u", 8),
                   "Finished": ("t", 1)}
 
 
-def assert_named(error: buslib.DBusError, name: str) -> None:
+def assert_named(error: dbus.DBusError, name: str) -> None:
     """*error* is *name*, explained in one sentence without internals."""
     assert error.type == name, (error.type, error.text)
     text = error.text
@@ -75,7 +74,7 @@ def daemon(open_bus, library):
 @pytest.fixture
 async def bus(daemon):
     """A root client; after the test it cancels every job (jobs outlive their connection)."""
-    connection = await buslib.connect(daemon.bus.address)
+    connection = await dbus.connect(daemon.bus.address)
     yield connection
     await call(connection, "CancelAll")
     connection.disconnect()
@@ -86,7 +85,7 @@ async def still_serving(daemon):
     """After each test: randomd runs and answers Quick on a fresh connection."""
     yield
     assert daemon.process.poll() is None, daemon.stderr()
-    connection = await buslib.connect(daemon.bus.address)
+    connection = await dbus.connect(daemon.bus.address)
     try:
         (number,) = await call(connection, "Quick", "u", [8])
         assert 0 <= int(number) < 256
@@ -102,7 +101,7 @@ async def job(bus) -> str:
 
 
 async def raw(bus, path: str, interface: str | None, member: str, signature: str = "",
-              body: list | None = None) -> buslib.DBusError:
+              body: list | None = None) -> dbus.DBusError:
     """The error randomd answers to one call (fails if it answers otherwise)."""
     return await error_of(call(bus, member, signature, body or [], path=path,
                                interface=interface))
@@ -251,7 +250,7 @@ async def test_a_job_id_with_a_leading_zero_is_no_such_job(bus, job):
 async def test_the_shipped_policy_stops_unknown_interfaces_at_the_bus(start_randomd):
     """Without the local rule, the bus refuses them: they never reach randomd."""
     shipped = start_randomd(CONFIG).wait_ready()
-    connection = await buslib.connect(shipped.bus.address)
+    connection = await dbus.connect(shipped.bus.address)
     try:
         for interface in ("org.example.Nope", None):
             error = await raw(connection, api.MANAGER_PATH, interface, "Quick", "u", [8])
@@ -355,10 +354,10 @@ def busctl_as_nobody(bus: harness.SystemBus, *args: str):
 
 
 async def assert_serving(daemon: harness.Randomd) -> None:
-    connection = await buslib.connect(daemon.bus.address)
+    connection = await dbus.connect(daemon.bus.address)
     try:
         (number,) = await call(connection, "Quick", "u", [8])
-    except buslib.DBusError as error:
+    except dbus.DBusError as error:
         raise AssertionError(
             f"randomd stopped serving: {error.text}\n{daemon.stderr()}") from None
     finally:
@@ -386,7 +385,7 @@ async def test_a_call_with_several_flags_from_another_user_is_served(start_rando
 async def test_a_call_with_flag_bits_d_bus_does_not_define_yet_is_served(start_randomd, flags):
     """The bus passes undefined flag bits on; they must be ignored."""
     daemon = start_randomd().wait_ready()
-    connection = await buslib.connect(daemon.bus.address)
+    connection = await dbus.connect(daemon.bus.address)
     msg = Message(destination=api.BUS_NAME, path=api.MANAGER_PATH,
                   interface=api.MANAGER_INTERFACE, member="Quick", signature="u", body=[8],
                   flags=MessageFlag(flags))
@@ -438,7 +437,7 @@ async def test_a_call_of_a_million_strings_is_invalid_args(bus):
 
 async def test_a_call_over_the_bus_size_limit_never_reaches_randomd(daemon):
     """The bus drops the sender of a message over 32 MiB; randomd keeps serving (autouse)."""
-    sender = await buslib.connect(daemon.bus.address)
+    sender = await dbus.connect(daemon.bus.address)
     msg = Message(destination=api.BUS_NAME, path=api.MANAGER_PATH,
                   interface=api.MANAGER_INTERFACE, member="Quick", signature="uay",
                   body=[8, bytes(BUS_MAX_MESSAGE + 1)])

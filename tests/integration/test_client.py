@@ -768,16 +768,16 @@ def test_only_signals_from_randomd_count(start, system_bus):
 
 async def forge_finished(address: str, destination: str, path: str) -> None:
     """Send a Finished of our own to *destination*; return once the bus has routed it."""
-    from randomd import bus as buslib
-    connection = await buslib.connect(address)
+    from randomd import dbus
+    connection = await dbus.connect(address)
     try:
-        connection.send(buslib.Message(
-            message_type=buslib.MessageType.SIGNAL, destination=destination, path=path,
+        connection.send(dbus.Message(
+            message_type=dbus.MessageType.SIGNAL, destination=destination, path=path,
             interface=api.JOB_INTERFACE, member="Finished", signature="sss",
             body=["completed", "12345", ""]))
         # The bus handles one connection's messages in order: once it answers
         # GetId, it has queued the signal for the client.
-        await connection.call(buslib.Message(
+        await connection.call(dbus.Message(
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus", member="GetId"))
     finally:

@@ -13,8 +13,8 @@ import harness
 import pytest
 from clients import SignalRecorder, add_match, error_of
 
-from randomd import bus as buslib
-from randomd.bus import DBusError, Message, MessageType
+from randomd import dbus
+from randomd.dbus import DBusError, Message, MessageType
 
 FAULTY = "org.randomd.Faulty"
 PATH = "/org/randomd/Faulty"
@@ -47,7 +47,7 @@ def faulty(session_bus, library, tmp_path_factory):
 
 @pytest.fixture
 async def bus(session_bus, faulty):
-    connection = await buslib.connect(session_bus)
+    connection = await dbus.connect(session_bus)
     yield connection
     connection.disconnect()
 

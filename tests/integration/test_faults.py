@@ -39,8 +39,7 @@ from polkit_harness import (
     reply_of,
 )
 
-from randomd import api
-from randomd import bus as buslib
+from randomd import api, dbus
 
 ERROR = api.ERROR_PREFIX
 NO_REPLY = "org.freedesktop.DBus.Error.NoReply"
@@ -54,7 +53,7 @@ async def job_call(bus, path: str, member: str) -> list:
 
 
 async def connect(daemon: harness.Randomd):
-    return await buslib.connect(daemon.bus.address)
+    return await dbus.connect(daemon.bus.address)
 
 
 # -- the bus dies --------------------------------------------------------------
@@ -145,8 +144,8 @@ async def test_polkitd_killed_mid_check_is_access_denied_then_checks_work_again(
         daemon.wait_ready()
         polkitd.start()
         user = await UserClient.start(polkit_bus, harness.TEST_USER)
-        monitor_connection = await buslib.connect(polkit_bus.address)
-        (randomd_name,) = await buslib.call(monitor_connection, buslib.Message(
+        monitor_connection = await dbus.connect(polkit_bus.address)
+        (randomd_name,) = await dbus.call(monitor_connection, dbus.Message(
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus", member="GetNameOwner", signature="s",
             body=[api.BUS_NAME]), harness.TIMEOUT)
@@ -345,7 +344,7 @@ async def test_randomd_needs_no_disk_space(launch):
     """RLIMIT_FSIZE 0: any write that would grow a file fails (EFBIG), as on a full disk."""
     daemon = launch("SlowBitInterval = 0.01\nLogLevel = \"debug\"\n",
                     prefix=["prlimit", "--fsize=0", "--"]).wait_ready()
-    client = await buslib.connect(daemon.bus.address)
+    client = await dbus.connect(daemon.bus.address)
     (number,) = await call(client, "Quick", "u", [64])
     (data,) = await call(client, "Bytes", "u", [4096])
     (path,) = await call(client, "Slow", "u", [8])
@@ -392,7 +391,7 @@ def jumping_clock(launch):
 
 async def test_a_forward_jump_of_the_wall_clock_does_not_expire_a_job(jumping_clock):
     daemon, jump = jumping_clock("SlowBitInterval = 0.1\nJobTimeout = 5\n")
-    client = await buslib.connect(daemon.bus.address)
+    client = await dbus.connect(daemon.bus.address)
     (path,) = await call(client, "Slow", "u", [8])  # 0.8 s, well within JobTimeout
     jump("+1d")
     (number,) = await job_call(client, path, "Wait")
@@ -406,7 +405,7 @@ async def test_a_forward_jump_of_the_wall_clock_does_not_expire_a_job(jumping_cl
 
 async def test_a_backward_jump_of_the_wall_clock_does_not_delay_expiry(jumping_clock):
     daemon, jump = jumping_clock("SlowBitInterval = 60\nJobTimeout = 1\n")
-    client = await buslib.connect(daemon.bus.address)
+    client = await dbus.connect(daemon.bus.address)
     (path,) = await call(client, "Slow", "u", [8])
     started = time.monotonic()
     jump("-1d")

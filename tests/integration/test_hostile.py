@@ -37,9 +37,8 @@ import harness
 import pytest
 from clients import call, error_of, get_property, wait_until
 
-from randomd import api
-from randomd import bus as buslib
-from randomd.bus import Message, MessageType
+from randomd import api, dbus
+from randomd.dbus import Message, MessageType
 
 ATTACKER = harness.TEST_USER
 MAX_JOBS_PER_USER = 16
@@ -234,7 +233,7 @@ def daemon(polkit_bus, polkitd, library):
 
 @pytest.fixture
 async def root(daemon):
-    connection = await buslib.connect(daemon.bus.address)
+    connection = await dbus.connect(daemon.bus.address)
     yield connection
     connection.disconnect()
 
@@ -363,7 +362,7 @@ async def test_messages_costly_to_unmarshal_leave_others_served_and_memory_bound
 async def test_a_forged_name_owner_changed_signal_changes_nothing(daemon, root):
     """Anyone may send randomd a signal; only the bus's own NameOwnerChanged counts."""
     (path,) = await call(root, "Slow", "u", [8])
-    forger = await buslib.connect(daemon.bus.address)
+    forger = await dbus.connect(daemon.bus.address)
     try:
         forger.send(Message(message_type=MessageType.SIGNAL, destination=api.BUS_NAME,
                             path="/org/freedesktop/DBus", interface="org.freedesktop.DBus",
@@ -388,7 +387,7 @@ async def test_results_of_jobs_started_and_cancelled_in_a_loop_stay_bounded(star
     """
     daemon = start_randomd("SlowBitInterval = 60\nMaxJobsPerUser = 4\n").wait_ready()
     usage = Usage(daemon)
-    connection = await buslib.connect(daemon.bus.address)
+    connection = await dbus.connect(daemon.bus.address)
     try:
         for _ in range(100):
             (path,) = await call(connection, "Slow", "u", [8])
@@ -595,7 +594,7 @@ def _answered(connections: list[RawConnection], timeout: float) -> set[RawConnec
 
 async def _flood(address: str, connections: str, in_flight: str, seconds: str) -> None:
     """Call Slow as fast as randomd answers, from many connections at once."""
-    buses = [await buslib.connect(address) for _ in range(int(connections))]
+    buses = [await dbus.connect(address) for _ in range(int(connections))]
     counts: dict = {}
     deadline = time.monotonic() + float(seconds)
 

@@ -29,9 +29,8 @@ import pytest
 from clients import SignalRecorder, add_match, call, get_property, wait_until
 from polkit_harness import INTERACTIVE_REQUIRED, Agent, Polkitd, UserClient, policy_bus, reply_of
 
-from randomd import api
-from randomd import bus as buslib
-from randomd.bus import DBusError
+from randomd import api, dbus
+from randomd.dbus import DBusError
 
 USER = harness.TEST_USER
 INTERVAL = 0.02  # SlowBitInterval of this module's randomd
@@ -56,7 +55,7 @@ def daemon(polkit_bus, polkitd, library):
 @pytest.fixture
 async def root(daemon):
     """A root connection; after the test it cancels every job, for the next test's quota."""
-    connection = await buslib.connect(daemon.bus.address)
+    connection = await dbus.connect(daemon.bus.address)
     yield connection
     await call(connection, "CancelAll")
     await wait_until(lambda: _equals(get_property(connection, "ActiveJobs"), 0),
@@ -254,14 +253,14 @@ async def test_memory_and_the_job_table_stay_bounded_when_a_client_loops_start_a
     """
     daemon = start_randomd(LOOP_CONFIG).wait_ready()
     pid = daemon.process.pid
-    observer = await buslib.connect(daemon.bus.address)
+    observer = await dbus.connect(daemon.bus.address)
     counts = {"ok": 0, "quota": 0}
     largest = 0
     warm: tuple[int, int] | None = None
     started = time.monotonic()
     try:
         while (elapsed := time.monotonic() - started) < LOOP_SECONDS:
-            connection = await buslib.connect(daemon.bus.address)
+            connection = await dbus.connect(daemon.bus.address)
             try:
                 await call(connection, "Slow", "u", [counts["ok"] % 8 + 1])
                 counts["ok"] += 1
@@ -324,7 +323,7 @@ async def test_idle_exit_waits_for_a_call_whose_polkit_check_waits_for_a_passwor
     randomd must not exit under it: once the password is given, the call
     succeeds, and only then does randomd exit (status 0) after IdleExitSec.
     """
-    agent_connection = await buslib.connect(idle_bus.address)
+    agent_connection = await dbus.connect(idle_bus.address)
     agent = Agent(agent_connection)
     user = await user_clients(idle_bus)
     await agent.register_for(user.pid)

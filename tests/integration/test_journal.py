@@ -15,14 +15,14 @@ import harness
 import pytest
 from clients import SignalRecorder, call
 
-from randomd import bus as buslib
+from randomd import dbus
 
 JOURNALD = "/lib/systemd/systemd-journald"
 
 
 async def use_randomd(address: str) -> tuple[list[str], str]:
     """Quick, Bytes and a Slow job; the numbers they produced, and the job's path."""
-    client = await buslib.connect(address)
+    client = await dbus.connect(address)
     numbers = [(await call(client, "Quick", "u", [128]))[0] for _ in range(3)]
     numbers.append((await call(client, "Bytes", "u", [16]))[0].hex())
     recorder = SignalRecorder(client)

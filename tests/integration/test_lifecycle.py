@@ -9,8 +9,7 @@ import harness
 import pytest
 from clients import call, error_of, get_property, set_property
 
-from randomd import api
-from randomd import bus as buslib
+from randomd import api, dbus
 
 
 def name_owner(bus: harness.SystemBus) -> subprocess.CompletedProcess:
@@ -118,14 +117,14 @@ async def test_sighup_applies_a_changed_config(start_randomd):
     daemon = start_randomd("MaxQuickBits = 10\n").wait_ready()
     daemon.config.write_text("MaxQuickBits = 20\n")
     reload(daemon)
-    bus = await buslib.connect(daemon.bus.address)
+    bus = await dbus.connect(daemon.bus.address)
     assert await get_property(bus, "MaxQuickBits") == 20
     bus.disconnect()
 
 
 async def test_sighup_resets_slow_bit_interval_to_the_configured_value(start_randomd):
     daemon = start_randomd("SlowBitInterval = 2.0\n").wait_ready()
-    bus = await buslib.connect(daemon.bus.address)
+    bus = await dbus.connect(daemon.bus.address)
     await set_property(bus, "SlowBitInterval", "d", 5.0)
     reload(daemon)
     assert await get_property(bus, "SlowBitInterval") == 2.0
@@ -136,7 +135,7 @@ async def test_sighup_with_a_broken_config_keeps_the_old_one(start_randomd):
     daemon = start_randomd("MaxQuickBits = 10\n").wait_ready()
     daemon.config.write_text("MaxQuickBits = 'many'\n")
     reload(daemon)
-    bus = await buslib.connect(daemon.bus.address)
+    bus = await dbus.connect(daemon.bus.address)
     assert await get_property(bus, "MaxQuickBits") == 10
     bus.disconnect()
     assert "keeping the old configuration" in daemon.stderr()
@@ -145,7 +144,7 @@ async def test_sighup_with_a_broken_config_keeps_the_old_one(start_randomd):
 @pytest.mark.parametrize("level, shown", [("debug", True), ("info", False)])
 async def test_log_level_controls_debug_messages(start_randomd, level, shown):
     daemon = start_randomd(f'LogLevel = "{level}"\n').wait_ready()
-    bus = await buslib.connect(daemon.bus.address)
+    bus = await dbus.connect(daemon.bus.address)
     await error_of(call(bus, "Quick", "u", [0]))
     bus.disconnect()
     daemon.terminate()
@@ -157,7 +156,7 @@ async def test_log_level_controls_debug_messages(start_randomd, level, shown):
 async def test_reload_applies_a_changed_config_before_it_answers(start_randomd):
     daemon = start_randomd("MaxQuickBits = 10\n").wait_ready()
     daemon.config.write_text("MaxQuickBits = 20\n")
-    bus = await buslib.connect(daemon.bus.address)
+    bus = await dbus.connect(daemon.bus.address)
     await call(bus, "Reload")
     assert await get_property(bus, "MaxQuickBits") == 20
     bus.disconnect()
@@ -166,7 +165,7 @@ async def test_reload_applies_a_changed_config_before_it_answers(start_randomd):
 async def test_reload_says_reloading_then_ready_to_systemd(start_randomd):
     daemon = start_randomd().wait_ready()
     daemon.notify.messages.clear()
-    bus = await buslib.connect(daemon.bus.address)
+    bus = await dbus.connect(daemon.bus.address)
     await call(bus, "Reload")
     bus.disconnect()
     assert int(daemon.notify.wait_for("RELOADING", "1")["MONOTONIC_USEC"]) > 0
@@ -177,7 +176,7 @@ async def test_reload_of_a_broken_config_fails_naming_the_key_and_keeps_the_old_
         start_randomd):
     daemon = start_randomd("MaxQuickBits = 10\n").wait_ready()
     daemon.config.write_text("MaxQuickBits = 'many'\n")
-    bus = await buslib.connect(daemon.bus.address)
+    bus = await dbus.connect(daemon.bus.address)
     error = await error_of(call(bus, "Reload"))
     assert error.type == api.ERROR_PREFIX + "Failed"
     assert error.text.startswith("The configuration was not reloaded: ")

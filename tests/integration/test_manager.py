@@ -6,8 +6,7 @@ import harness
 import pytest
 from clients import SignalRecorder, add_match, call, error_of, get_property, set_property
 
-from randomd import api
-from randomd import bus as buslib
+from randomd import api, dbus
 
 INVALID_ARGUMENT = api.ERROR_PREFIX + "InvalidArgument"
 
@@ -120,4 +119,4 @@ async def test_version_is_the_package_version(randomd, client):
 
 
 async def connect(system_bus: harness.SystemBus):
-    return await buslib.connect(system_bus.address)
+    return await dbus.connect(system_bus.address)

@@ -8,9 +8,9 @@ import harness
 
 from randomd import api
 
-OWN_NAME = ("from randomd import bus; import asyncio\n"
+OWN_NAME = ("from randomd import dbus; import asyncio\n"
             "async def main():\n"
-            "    b = await bus.connect()\n"
+            "    b = await dbus.connect()\n"
             "    await b.request_name('org.randomd.Random1')\n"
             "asyncio.run(main())\n")
 

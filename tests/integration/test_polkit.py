@@ -34,8 +34,7 @@ from polkit_harness import (
     reply_of,
 )
 
-from randomd import api
-from randomd import bus as buslib
+from randomd import api, dbus
 
 USER = harness.TEST_USER
 # Long jobs (256 bits at 1 s a bit) stay running for as long as a test needs them;
@@ -148,7 +147,7 @@ class Connections:
         self._users: list[UserClient] = []
 
     async def root(self, on: harness.SystemBus):
-        connection = await buslib.connect(on.address)
+        connection = await dbus.connect(on.address)
         self._roots.append(connection)
         return connection
 
@@ -197,9 +196,9 @@ async def call(connection, member: str, signature: str = "", body=(), *,
                path: str = RANDOMD["path"], interface: str = RANDOMD["interface"],
                destination: str = RANDOMD["destination"]) -> list:
     """Call randomd (or *destination*) from a root connection; return the reply body."""
-    msg = buslib.Message(destination=destination, path=path, interface=interface,
+    msg = dbus.Message(destination=destination, path=path, interface=interface,
                          member=member, signature=signature, body=list(body))
-    return await buslib.call(connection, msg, harness.TIMEOUT)
+    return await dbus.call(connection, msg, harness.TIMEOUT)
 
 
 async def get(connection, name: str, path: str = RANDOMD["path"],
@@ -305,7 +304,7 @@ async def test_rule_limiting_slow_to_a_group_denies_other_users(daemon, start_po
 async def test_root_is_never_checked_with_polkit(daemon, root):
     """No polkitd runs at all: root configures and cancels all jobs anyway."""
     await call(root, "Set", "ssv", [api.MANAGER_INTERFACE, "SlowBitInterval",
-                                    buslib.Variant("d", 1.0)], interface=PROPERTIES)
+                                    dbus.Variant("d", 1.0)], interface=PROPERTIES)
     await call(root, "CancelAll")
 
 

@@ -33,8 +33,7 @@ import pytest
 from clients import SignalRecorder, call, set_property
 from polkit_harness import ACCESS_DENIED, INTERACTIVE_REQUIRED, UserClient
 
-from randomd import api, randomness
-from randomd import bus as buslib
+from randomd import api, dbus, randomness
 
 CONFIG = "SlowBitInterval = 0.002\nLogLevel = \"debug\"\nMaxBytes = 65536\n"
 JOBS = 12
@@ -96,7 +95,7 @@ def made(daemon, bystander) -> Made:
 
 async def make_numbers(daemon: harness.Randomd) -> Made:
     made = Made()
-    owner = await buslib.connect(daemon.bus.address)
+    owner = await dbus.connect(daemon.bus.address)
     try:
         finished = SignalRecorder(owner)
         for _ in range(4):
@@ -166,7 +165,7 @@ def test_a_bystander_listening_to_everything_never_receives_a_number(bystander, 
 
 
 async def test_no_property_holds_a_number(daemon, made):
-    client = await buslib.connect(daemon.bus.address)
+    client = await dbus.connect(daemon.bus.address)
     try:
         (objects,) = await call(client, "GetManagedObjects",
                                 interface="org.freedesktop.DBus.ObjectManager")
@@ -203,7 +202,7 @@ async def test_another_uid_cannot_wait_for_a_finished_jobs_number(daemon, made, 
 
 async def test_the_owner_uid_gets_its_number_back(daemon, made):
     """The check above refuses for the right reason: the owner's uid is answered."""
-    owner = await buslib.connect(daemon.bus.address)
+    owner = await dbus.connect(daemon.bus.address)
     try:
         (number,) = await call(owner, "Wait", path=made.jobs[0], interface=api.JOB_INTERFACE)
     finally:
@@ -251,7 +250,7 @@ def test_seeding_pythons_random_module_changes_nothing():
 
 async def sample(daemon: harness.Randomd) -> bytes:
     """10**6 bits from Bytes."""
-    client = await buslib.connect(daemon.bus.address)
+    client = await dbus.connect(daemon.bus.address)
     try:
         chunks = [(await call(client, "Bytes", "u", [62500]))[0] for _ in range(2)]
     finally:
@@ -291,22 +290,22 @@ async def test_a_million_bits_from_bytes_look_uniform(daemon, statistic, critica
 
 
 async def _listen(address: str) -> None:
-    bus = await buslib.connect(address)
+    bus = await dbus.connect(address)
     rules = ["type='signal'", "type='signal',eavesdrop='true'",
              f"type='signal',sender='{api.BUS_NAME}'"]
     accepted = []
     for rule in rules:
-        reply = await bus.call(buslib.Message(
+        reply = await bus.call(dbus.Message(
             destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
             interface="org.freedesktop.DBus", member="AddMatch", signature="s", body=[rule]))
-        accepted.append(reply.message_type != buslib.MessageType.ERROR)
+        accepted.append(reply.message_type != dbus.MessageType.ERROR)
     print(json.dumps(dict(zip(rules, accepted, strict=True))), flush=True)
     done = asyncio.Event()
     changes = 0
 
     def on_message(msg) -> bool:
         nonlocal changes
-        if msg.message_type != buslib.MessageType.SIGNAL:
+        if msg.message_type != dbus.MessageType.SIGNAL:
             return False
         print(json.dumps({"member": msg.member, "path": msg.path, "sender": msg.sender,
                           "destination": msg.destination, "body": repr(msg.body)}), flush=True)

@@ -17,8 +17,7 @@ import harness
 import pytest
 from clients import SignalRecorder, add_match, call, error_of, get_property, wait_until
 
-from randomd import api
-from randomd import bus as buslib
+from randomd import api, dbus
 
 FAST = "SlowBitInterval = 0.0\n"
 ERROR = api.ERROR_PREFIX
@@ -48,7 +47,7 @@ async def daemon_and_bus(start_randomd, request):
     """randomd with the config text of the test's `config` marker, and a root client."""
     marker = request.node.get_closest_marker("config")
     daemon = start_randomd(marker.args[0] if marker else FAST).wait_ready()
-    bus = await buslib.connect(daemon.bus.address)
+    bus = await dbus.connect(daemon.bus.address)
     yield daemon, bus
     bus.disconnect()
 
@@ -185,7 +184,7 @@ async def test_wait_works_from_busctl(daemon_and_bus):
 async def test_five_hundred_waiters_on_five_hundred_jobs_are_served(daemon_and_bus):
     daemon, _ = daemon_and_bus
     # dbus-daemon allows 128 pending calls per connection: five clients.
-    clients = [await buslib.connect(daemon.bus.address) for _ in range(5)]
+    clients = [await dbus.connect(daemon.bus.address) for _ in range(5)]
     paths = [[await slow(c, 8) for _ in range(100)] for c in clients]
     waits = [job_call(c, p, "Wait") for c, ps in zip(clients, paths, strict=True)
              for p in ps]
@@ -293,7 +292,7 @@ async def test_a_job_whose_owner_left_completes_and_a_later_connection_waits_for
 async def test_a_thousand_jobs_whose_owner_left_run_on_and_leave_nothing_once_ended(
         daemon_and_bus):
     daemon, bus = daemon_and_bus
-    owner = await buslib.connect(daemon.bus.address)
+    owner = await dbus.connect(daemon.bus.address)
     for _ in range(10):  # 100 at a time: below the bus's pending-call limit
         await asyncio.gather(*(slow(owner, 8) for _ in range(100)))
     recorder = SignalRecorder(bus)

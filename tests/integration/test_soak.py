@@ -29,9 +29,8 @@ import harness
 import pytest
 from clients import call, get_property, wait_until
 
-from randomd import api
-from randomd import bus as buslib
-from randomd.bus import DBusError, MessageType
+from randomd import api, dbus
+from randomd.dbus import DBusError, MessageType
 
 pytestmark = pytest.mark.slow
 
@@ -68,7 +67,7 @@ class Client:
         self.early: dict[str, list] = {}  # Finished signals read before the reply to Slow
 
     async def connect(self) -> None:
-        self.bus = await buslib.connect(self._address)
+        self.bus = await dbus.connect(self._address)
         mine = self.jobs
         bus = self.bus
 
@@ -203,7 +202,7 @@ async def test_fifty_clients_mixing_everything_hold_their_invariants(start_rando
         await client.check()
     accepted = sum(client.checked for client in clients)
     abandoned = [path for client in clients for path in client.abandoned]
-    observer = await buslib.connect(daemon.bus.address)
+    observer = await dbus.connect(daemon.bus.address)
     try:
         for client in clients:
             client.bus.disconnect()

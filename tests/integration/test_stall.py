@@ -12,9 +12,8 @@ import signal
 import harness
 from clients import call
 
-from randomd import api
-from randomd import bus as buslib
-from randomd.bus import Message, MessageType
+from randomd import api, dbus
+from randomd.dbus import Message, MessageType
 
 # 120 replies of 64 KiB: far more than a socket buffer holds, and below the
 # bus's limit of 128 calls awaiting a reply per connection.
@@ -44,7 +43,7 @@ async def wait_until_delivered(bus, name: str) -> None:
 
 async def test_a_stalled_bus_loses_no_reply_and_keeps_their_order(start_randomd):
     daemon = start_randomd('LogLevel = "debug"\n').wait_ready()
-    client = await buslib.connect(daemon.bus.address)
+    client = await dbus.connect(daemon.bus.address)
     (owner,) = await bus_call(client, "org.freedesktop.DBus", "GetNameOwner", "s", [api.BUS_NAME])
     arrivals: list[int] = []
     client.add_message_handler(lambda m: m.message_type == MessageType.METHOD_RETURN
@@ -70,7 +69,7 @@ async def test_a_stalled_bus_loses_no_reply_and_keeps_their_order(start_randomd)
 async def test_a_bus_that_dies_while_randomd_stops_behind_a_stall_ends_it_at_once(start_randomd):
     """SIGTERM while replies wait for a stalled bus, then the bus is killed: exit 1, no hang."""
     daemon = start_randomd('LogLevel = "debug"\n').wait_ready()
-    client = await buslib.connect(daemon.bus.address)
+    client = await dbus.connect(daemon.bus.address)
     (owner,) = await bus_call(client, "org.freedesktop.DBus", "GetNameOwner", "s", [api.BUS_NAME])
     daemon.process.send_signal(signal.SIGSTOP)
     calls = [asyncio.ensure_future(call(client, "Bytes", "u", [65536])) for _ in range(CALLS)]

@@ -1,9 +1,9 @@
-"""The start-up check that the bus library is laid out as randomd.bus expects.
+"""The start-up check that the bus library is laid out as randomd.dbus expects.
 
 The modules checked here are stand-ins, written to a file as a library's
 asyncio module would be: a small MessageBus and _MessageWriter with only
-what bus_layout looks at.  Each test changes one thing in the stand-in, as
-a future release might.  The last tests run randomd and randomctl on the
+what randomd/dbus/layout.py looks at.  Each test changes one thing in the
+stand-in, as a future release might.  The last tests run randomd and randomctl on the
 installed library with one part of it removed, standing in for a release
 that changed it.
 """
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from randomd import bus
-from randomd.bus_layout import layout_problem
+from randomd import dbus
+from randomd.dbus.layout import layout_problem
 
 STAND_IN = '''
 class _MessageWriter:
@@ -68,7 +68,7 @@ def stand_in(tmp_path: Path, source: str = STAND_IN, suffix: str = ".py"):
 
 
 def test_the_installed_library_is_accepted() -> None:
-    bus.check_library()
+    dbus.check_library()
 
 
 def test_the_stand_in_as_written_is_accepted(tmp_path: Path) -> None:

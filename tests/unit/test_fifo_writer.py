@@ -11,7 +11,8 @@ import socket
 
 import pytest
 
-from randomd.bus import FifoWriter, Message, MessageType
+from randomd.dbus import Message, MessageType
+from randomd.dbus.writer import FifoWriter
 
 PAYLOAD = 64 * 1024
 

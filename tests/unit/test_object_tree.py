@@ -1,7 +1,7 @@
-"""The object tree of randomd/service.py: routing, checks, error mapping, the standard
+"""The object tree of randomd/dbus/tree.py: routing, checks, error mapping, the standard
 interfaces, and a reply for every call, with a stand-in bus.
 
-StandInBus is a fake: the real bus (randomd.bus.Bus) needs a dbus-daemon, and
+StandInBus is a fake: the real bus (randomd.dbus.Bus) needs a dbus-daemon, and
 the system bus's policy needs root.  The tree only hands it messages (post)
 and registers its message handler, so the stand-in records the one and calls
 the other; the messages themselves are the bus library's own.  The
@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from randomd import errors
-from randomd.bus import Message, MessageFlag, MessageType, Variant
-from randomd.service import Call, Interface, ObjectTree, Signal, dbus_property, method
+from randomd.dbus import Message, MessageFlag, MessageType, Variant
+from randomd.dbus.interface import Call, Interface, Signal, dbus_property, method
+from randomd.dbus.tree import ObjectTree
 
 ROOT = "/org/example"
 CHILD = ROOT + "/things/1"

@@ -1,6 +1,6 @@
-"""What randomd.bus replaces inside the bus library, and the check that it is there.
+"""What randomd.dbus replaces inside the bus library, and the check that it is there.
 
-Bus (randomd/bus.py) puts FifoWriter in the place of the library's message
+Bus (connection.py) puts FifoWriter in the place of the library's message
 writer, wraps the library's message reader as connect() adds it to the event
 loop, and mends a table of dbus-fast's.  None of that is the library's API:
 it is how the library is written inside, and it changes between releases
@@ -33,10 +33,10 @@ _WRITER_CALL = re.compile(r"\b_writer\.(\w+)")
 def layout_problem(module: ModuleType, flag_map: object = None,
                    needs_flag_map: bool = False, signature_tree: object = len) -> str | None:
     """What in the library's asyncio *module* (``<library>.aio.message_bus``) is
-    not as randomd.bus expects, in a few words; None if all is.
+    not as randomd.dbus expects, in a few words; None if all is.
 
     *flag_map* is dbus-fast's ``constants.MESSAGE_FLAG_MAP`` (*needs_flag_map*:
-    bus.py mends it), *signature_tree* the library's cached signature parser.
+    library.py mends it), *signature_tree* the library's cached signature parser.
     """
     bus_class = getattr(module, "MessageBus", None)
     writer = getattr(module, "_MessageWriter", None)

@@ -9,7 +9,9 @@ property setters and emits ObjectManager signals from the wrong path.
 Here, each call is routed by path, interface and member; its signature is
 checked; the handler (sync or async) gets a Call that names the caller; any
 failure becomes one named D-Bus error with one sentence, and every call that
-wants a reply gets exactly one.
+wants a reply gets exactly one.  The standard interfaces (Properties,
+Introspectable, Peer, ObjectManager) are answered here too; the objects'
+declarations are in interface.py, the introspection XML in introspection.py.
 """
 
 from __future__ import annotations
@@ -20,166 +22,29 @@ import logging
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any
 
-from . import errors
-from .bus import Bus, Message, MessageFlag, MessageType, Variant, signature_tree
+from .. import errors
+from .connection import Bus
+from .interface import Call, Interface, Method, Property, complete_types
+from .introspection import introspection_xml
+from .library import Message, MessageFlag, MessageType, Variant, signature_tree
+
+__all__ = ["ObjectTree"]
 
 log = logging.getLogger("randomd.service")
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 _PROPERTIES = "org.freedesktop.DBus.Properties"
 _INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
 _PEER = "org.freedesktop.DBus.Peer"
 _OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
 _NO_REPLY = MessageFlag.NO_REPLY_EXPECTED.value
-_INTERACTIVE = MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION.value
 _METHOD_CALL = MessageType.METHOD_CALL
 _SIGNAL = MessageType.SIGNAL
 _METHOD_RETURN = MessageType.METHOD_RETURN
 _NO_REPLY_FLAGS = MessageFlag.NO_REPLY_EXPECTED
 # Results of these types are never awaitable: no need to ask inspect.
 _PLAIN_TYPES = frozenset({str, int, float, bool, bytes, list, dict, tuple, type(None)})
-
-
-# Plain classes with __slots__, not dataclasses: a dataclass costs about half a
-# millisecond of start-up to define, and these four are all randomd needs here.
-
-class Call:
-    """An incoming method call as a handler sees it: who asks, and how."""
-
-    __slots__ = ("message",)
-
-    def __init__(self, message: Any) -> None:
-        self.message = message
-
-    def __repr__(self) -> str:
-        return f"Call(message={self.message!r})"
-
-    @property
-    def sender(self) -> str:
-        return self.message.sender
-
-    @property
-    def interactive(self) -> bool:
-        """True when the caller allows polkit to ask for a password."""
-        return bool(int(self.message.flags) & _INTERACTIVE)
-
-
-class Method:
-    """A D-Bus method: its signatures, argument names and the function behind it."""
-
-    __slots__ = ("name", "in_signature", "out_signature", "in_names", "out_names", "function",
-                 "is_async")
-
-    def __init__(self, name: str, in_signature: str, out_signature: str,
-                 in_names: tuple[str, ...], out_names: tuple[str, ...],
-                 function: Callable[..., Any]) -> None:
-        self.name = name
-        self.in_signature = in_signature
-        self.out_signature = out_signature
-        self.in_names = in_names
-        self.out_names = out_names
-        self.function = function
-        self.is_async = inspect.iscoroutinefunction(function)
-
-
-class Property:
-    """A D-Bus property: its signature, getter, setter (if writable) and change signal."""
-
-    __slots__ = ("name", "signature", "getter", "setter", "emits_change")
-
-    def __init__(self, name: str, signature: str, getter: Callable[[Any], Any],
-                 setter: Callable[..., Any] | None = None, emits_change: str = "false") -> None:
-        self.name = name
-        self.signature = signature
-        self.getter = getter
-        self.setter = setter
-        self.emits_change = emits_change  # "true", "false" or "const", as in introspection
-
-
-class Signal:
-    """A D-Bus signal: its name, signature and argument names."""
-
-    __slots__ = ("name", "signature", "names")
-
-    def __init__(self, name: str, signature: str, names: tuple[str, ...]) -> None:
-        self.name = name
-        self.signature = signature
-        self.names = names
-
-
-def method(in_signature: str = "", out_signature: str = "",
-           out_names: tuple[str, ...] = ()) -> Callable[[_F], _F]:
-    """Declare a D-Bus method; the function takes (self, call, *args)."""
-    def decorate(function: _F) -> _F:
-        in_names = tuple(inspect.signature(function).parameters)[2:]
-        # A function may carry attributes, which no Callable type can declare.
-        function.dbus_method = Method(  # type: ignore[attr-defined]
-            function.__name__, in_signature, out_signature, in_names, out_names, function)
-        return function
-    return decorate
-
-
-class dbus_property:  # noqa: N801 - reads like the decorator it is
-    """Declare a D-Bus property from its getter; ``@Name.setter`` adds an async setter.
-
-    A setter takes (self, call, value); it validates and authorizes, and the
-    object tree announces the change and replies.
-    """
-
-    def __init__(self, signature: str, emits_change: str = "false", name: str = "") -> None:
-        self.signature = signature
-        self.emits_change = emits_change
-        self.name = name  # when the Python name cannot be the D-Bus name
-        self.dbus_property: Property | None = None
-
-    def __call__(self, getter: Callable[[Any], Any]) -> dbus_property:
-        self.dbus_property = Property(self.name or getter.__name__, self.signature, getter,
-                                      emits_change=self.emits_change)
-        return self
-
-    def setter(self, setter: Callable[..., Any]) -> dbus_property:
-        declared = self.declared
-        self.dbus_property = Property(declared.name, self.signature, declared.getter, setter,
-                                      self.emits_change)
-        return self
-
-    @property
-    def declared(self) -> Property:
-        """The Property, once a getter was decorated."""
-        assert self.dbus_property is not None, "@dbus_property(...) decorates a getter"
-        return self.dbus_property
-
-
-class Interface:
-    """One D-Bus interface of one object; subclasses declare its members.
-
-    Subclasses pass ``name=`` and declare members with @method,
-    @dbus_property and class attributes of type Signal.
-    """
-
-    name: ClassVar[str]
-    methods: ClassVar[dict[str, Method]]
-    properties: ClassVar[dict[str, Property]]
-    signals: ClassVar[dict[str, Signal]]
-
-    def __init_subclass__(cls, name: str, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        cls.name = name
-        members = vars(cls).values()
-        cls.methods = {m.dbus_method.name: m.dbus_method
-                       for m in members if hasattr(m, "dbus_method")}
-        cls.properties = {p.declared.name: p.declared
-                          for p in members if isinstance(p, dbus_property)}
-        cls.signals = {s.name: s for s in members if isinstance(s, Signal)}
-
-    def get(self, name: str) -> Variant:
-        prop = self.properties[name]
-        return Variant(prop.signature, prop.getter(self))
-
-    def get_all(self) -> dict[str, Variant]:
-        return {name: self.get(name) for name in self.properties}
 
 
 class ObjectTree:
@@ -444,7 +309,7 @@ def _is_single_type(signature: str) -> bool:
     """Whether *signature* is one complete type (cached: replies ask it every time)."""
     single = _SINGLE_TYPE.get(signature)
     if single is None:
-        single = _SINGLE_TYPE[signature] = len(_complete_types(signature)) == 1
+        single = _SINGLE_TYPE[signature] = len(complete_types(signature)) == 1
     return single
 
 
@@ -476,128 +341,3 @@ def _check_signature(msg: Any, expected: str) -> None:
     if msg.signature != expected:
         raise errors.InvalidArgs(
             f"{msg.member} takes arguments of type '{expected}', not '{msg.signature}'.")
-
-
-def _complete_types(signature: str) -> list[str]:
-    """Split a D-Bus signature into its complete types."""
-    types, depth, start = [], 0, 0
-    for index, char in enumerate(signature):
-        if char in "({":
-            depth += 1
-        elif char in ")}":
-            depth -= 1
-        if depth == 0 and char != "a":
-            types.append(signature[start:index + 1])
-            start = index + 1
-    return types
-
-
-# -- introspection ---------------------------------------------------------
-
-_STANDARD_XML = """\
- <interface name="org.freedesktop.DBus.Peer">
-  <method name="Ping"/>
-  <method name="GetMachineId">
-   <arg type="s" name="machine_uuid" direction="out"/>
-  </method>
- </interface>
- <interface name="org.freedesktop.DBus.Introspectable">
-  <method name="Introspect">
-   <arg name="xml_data" type="s" direction="out"/>
-  </method>
- </interface>
- <interface name="org.freedesktop.DBus.Properties">
-  <method name="Get">
-   <arg name="interface_name" direction="in" type="s"/>
-   <arg name="property_name" direction="in" type="s"/>
-   <arg name="value" direction="out" type="v"/>
-  </method>
-  <method name="GetAll">
-   <arg name="interface_name" direction="in" type="s"/>
-   <arg name="props" direction="out" type="a{sv}"/>
-  </method>
-  <method name="Set">
-   <arg name="interface_name" direction="in" type="s"/>
-   <arg name="property_name" direction="in" type="s"/>
-   <arg name="value" direction="in" type="v"/>
-  </method>
-  <signal name="PropertiesChanged">
-   <arg type="s" name="interface_name"/>
-   <arg type="a{sv}" name="changed_properties"/>
-   <arg type="as" name="invalidated_properties"/>
-  </signal>
- </interface>
-"""
-
-_OBJECT_MANAGER_XML = """\
- <interface name="org.freedesktop.DBus.ObjectManager">
-  <method name="GetManagedObjects">
-   <arg type="a{oa{sa{sv}}}" name="object_paths_interfaces_and_properties" direction="out"/>
-  </method>
-  <signal name="InterfacesAdded">
-   <arg type="o" name="object_path"/>
-   <arg type="a{sa{sv}}" name="interfaces_and_properties"/>
-  </signal>
-  <signal name="InterfacesRemoved">
-   <arg type="o" name="object_path"/>
-   <arg type="as" name="interfaces"/>
-  </signal>
- </interface>
-"""
-
-_DOCTYPE = ('<!DOCTYPE node PUBLIC "-//freedesktop//DTD D-BUS Object Introspection 1.0//EN"\n'
-            '"http://www.freedesktop.org/standards/dbus/1.0/introspect.dtd">\n')
-
-
-def quoteattr(data: str) -> str:
-    """*data* as a quoted XML attribute value, as xml.sax.saxutils.quoteattr makes it.
-
-    (xml.sax.saxutils imports urllib.request, http.client and email: a tenth
-    of randomd's start-up, for this one function.)
-    """
-    data = data.replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
-    data = data.replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;")
-    if '"' not in data:
-        return f'"{data}"'
-    if "'" not in data:
-        return f"'{data}'"
-    escaped = data.replace('"', "&quot;")
-    return f'"{escaped}"'
-
-
-def introspection_xml(interfaces: list[Interface], children: list[str],
-                      object_manager: bool = False) -> str:
-    """The Introspect answer for one object."""
-    parts = [_DOCTYPE, "<node>\n", _STANDARD_XML]
-    if object_manager:
-        parts.append(_OBJECT_MANAGER_XML)
-    parts.extend(_interface_xml(type(interface)) for interface in interfaces)
-    parts.extend(f" <node name={quoteattr(child)}/>\n" for child in children)
-    parts.append("</node>\n")
-    return "".join(parts)
-
-
-def _interface_xml(cls: type[Interface]) -> str:
-    lines = [f" <interface name={quoteattr(cls.name)}>"]
-    # Names are declared apart from signatures (a method may leave its out
-    # arguments unnamed): their lengths may differ.
-    for m in cls.methods.values():
-        lines.append(f"  <method name={quoteattr(m.name)}>")
-        lines += [f'   <arg type="{t}" name="{n}" direction="in"/>'
-                  for t, n in zip(_complete_types(m.in_signature), m.in_names, strict=False)]
-        lines += [f'   <arg type="{t}" name="{n}" direction="out"/>'
-                  for t, n in zip(_complete_types(m.out_signature), m.out_names, strict=False)]
-        lines.append("  </method>")
-    for s in cls.signals.values():
-        lines.append(f"  <signal name={quoteattr(s.name)}>")
-        lines += [f'   <arg type="{t}" name="{n}"/>'
-                  for t, n in zip(_complete_types(s.signature), s.names, strict=False)]
-        lines.append("  </signal>")
-    for p in cls.properties.values():
-        access = "readwrite" if p.setter else "read"
-        lines.append(f'  <property name="{p.name}" type="{p.signature}" access="{access}">')
-        lines.append('   <annotation name="org.freedesktop.DBus.Property.EmitsChangedSignal" '
-                     f'value="{p.emits_change}"/>')
-        lines.append("  </property>")
-    lines.append(" </interface>\n")
-    return "\n".join(lines)
