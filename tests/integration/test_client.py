@@ -30,9 +30,11 @@ from typing import Any
 
 import harness
 import pytest
-from polkit_harness import Polkitd, policy_bus
 
 from randomd import __version__, api
+
+# The bus of every test here runs a real polkitd (conftest: polkit_bus, polkitd).
+pytestmark = pytest.mark.usefixtures("polkitd")
 
 USER = harness.TEST_USER
 INTERVAL = 0.02  # SlowBitInterval of this module's randomd
@@ -185,39 +187,28 @@ def _launch(argv: list[str]) -> None:
 
 # -- fixtures -----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def system_bus(users):
-    """This module's bus: the shipped policy and a real polkitd with the shipped actions."""
-    bus = policy_bus()
-    polkitd = Polkitd(bus)
-    try:
-        polkitd.start()
-        yield bus
-    finally:
-        polkitd.close()
-        bus.stop()
 
 
 @pytest.fixture(scope="module")
-def randomd(system_bus, library):
-    daemon = harness.Randomd(system_bus, library, CONFIG).wait_ready()
+def randomd(polkit_bus, library):
+    daemon = harness.Randomd(polkit_bus, library, CONFIG).wait_ready()
     yield daemon
     daemon.stop()
 
 
 @pytest.fixture
-def run(system_bus, library, randomd, scenarios):
+def run(polkit_bus, library, randomd, scenarios):
     """Run a scenario against this module's randomd to its end; its outcome."""
     def start(func, *args, user: str | None = USER) -> dict[str, Any]:
-        return scenarios(system_bus.address, library, func, *args, user=user).outcome()
+        return scenarios(polkit_bus.address, library, func, *args, user=user).outcome()
     return start
 
 
 @pytest.fixture
-def start(system_bus, library, randomd, scenarios):
+def start(polkit_bus, library, randomd, scenarios):
     """Start a scenario against this module's randomd (to exchange events with it)."""
     def begin(func, *args, user: str | None = USER) -> Scenario:
-        return scenarios(system_bus.address, library, func, *args, user=user)
+        return scenarios(polkit_bus.address, library, func, *args, user=user)
     return begin
 
 
@@ -500,7 +491,7 @@ def scenario_set_expiry(address):
                 "daemon": {info.path: info.state for info in client.jobs()}}
 
 
-def test_set_expiry_cancels_the_job_on_randomd(run, system_bus):
+def test_set_expiry_cancels_the_job_on_randomd(run, polkit_bus):
     result = run(scenario_set_expiry)["result"]
     assert result["waited"] and 0.3 <= result["after"] < 3
     assert result["state"] == "expired" and result["expired"] and result["error"]
@@ -756,10 +747,10 @@ def scenario_forged_finished(address):
         return {"forged_ended_it": forged, "value": job.value, "state": job.state}
 
 
-def test_only_signals_from_randomd_count(start, system_bus):
+def test_only_signals_from_randomd_count(start, polkit_bus):
     scenario = start(scenario_forged_finished)
     seen = scenario.event()
-    asyncio.run(forge_finished(system_bus.address, seen["unique_name"], seen["path"]))
+    asyncio.run(forge_finished(polkit_bus.address, seen["unique_name"], seen["path"]))
     scenario.send()
     result = scenario.result()
     assert result["forged_ended_it"] is False

@@ -24,7 +24,6 @@ from test_client import (  # noqa: F401  (fixtures)
     scenario_start_and_leave,
     scenarios,
     start,
-    system_bus,
 )
 
 from randomd import __version__
@@ -40,6 +39,9 @@ async def scenario_numbers_and_properties(address):
                 "limits": vars(limits), "interval": await client.slow_bit_interval(),
                 "closed_inside": client.closed}
 
+
+# The bus of every test here runs a real polkitd (conftest: polkit_bus, polkitd).
+pytestmark = pytest.mark.usefixtures("polkitd")
 
 def test_async_with_client_gives_numbers_and_properties(run):
     result = run(scenario_numbers_and_properties)["result"]
@@ -88,11 +90,11 @@ async def scenario_fifty_jobs_half_cancelled(address):
                 "states": [job.state for job in jobs]}
 
 
-def test_fifty_jobs_with_25_awaiting_tasks_cancelled(run, system_bus):
+def test_fifty_jobs_with_25_awaiting_tasks_cancelled(run, polkit_bus):
     result = run(scenario_fifty_jobs_half_cancelled)["result"]
     assert result["cancelled"] == ["CancelledError"] * 25
     assert all(isinstance(n, int) and 0 <= n < 2**100 for n in result["numbers"])
-    daemon = managed_jobs(system_bus)
+    daemon = managed_jobs(polkit_bus)
     assert [daemon[path]["State"] for path in result["paths"]] == (
         ["cancelled"] * 25 + ["completed"] * 25)
     assert result["states"] == ["cancelled"] * 25 + ["completed"] * 25

@@ -8,37 +8,29 @@ import subprocess
 
 import harness
 import pytest
-from polkit_harness import Polkitd, policy_bus
+
+# The bus of every test here runs a real polkitd (conftest: polkit_bus, polkitd).
+pytestmark = pytest.mark.usefixtures("polkitd")
 
 EXAMPLES = harness.REPO / "examples"
 INTERVAL = 0.1
 
 
-@pytest.fixture(scope="module")
-def system_bus(users):
-    bus = policy_bus()
-    polkitd = Polkitd(bus)
-    try:
-        polkitd.start()
-        yield bus
-    finally:
-        polkitd.close()
-        bus.stop()
 
 
 @pytest.fixture(scope="module")
-def randomd(system_bus, library):
-    daemon = harness.Randomd(system_bus, library, f"SlowBitInterval = {INTERVAL}\n").wait_ready()
+def randomd(polkit_bus, library):
+    daemon = harness.Randomd(polkit_bus, library, f"SlowBitInterval = {INTERVAL}\n").wait_ready()
     yield daemon
     daemon.stop()
 
 
 @pytest.fixture
-def example(system_bus, library, randomd):
+def example(polkit_bus, library, randomd):
     """Run examples/NAME as randomd-test, with this bus as its system bus; its stdout."""
     def run(name: str) -> str:
         env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(harness.REPO), "LC_ALL": "C.UTF-8",
-               "DBUS_SYSTEM_BUS_ADDRESS": system_bus.address, "RANDOMD_BUS_LIBRARY": library}
+               "DBUS_SYSTEM_BUS_ADDRESS": polkit_bus.address, "RANDOMD_BUS_LIBRARY": library}
         result = subprocess.run(harness.as_user(harness.TEST_USER,
                                                 [harness.PYTHON, str(EXAMPLES / name)]),
                                 env=env, cwd="/", capture_output=True, text=True, timeout=60)

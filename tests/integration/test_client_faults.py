@@ -26,25 +26,18 @@ NO_SLOW_RULE = f"""polkit.addRule(function(action, subject) {{
 """
 
 
-@pytest.fixture(scope="module")
-def system_bus(users):
-    bus = policy_bus()
-    polkitd = Polkitd(bus)
-    try:
-        polkitd.start()
-        yield bus
-    finally:
-        polkitd.close()
-        bus.stop()
 
+
+# The bus of every test here runs a real polkitd (conftest: polkit_bus, polkitd).
+pytestmark = pytest.mark.usefixtures("polkitd")
 
 @pytest.fixture
-def daemons(system_bus, library):
+def daemons(polkit_bus, library):
     """Start randomd on this module's bus with a config text; stopped after the test."""
     started: list[harness.Randomd] = []
 
     def start(config: str = "SlowBitInterval = 0.02\n") -> harness.Randomd:
-        daemon = harness.Randomd(system_bus, library, config).wait_ready()
+        daemon = harness.Randomd(polkit_bus, library, config).wait_ready()
         started.append(daemon)
         return daemon
 
@@ -54,10 +47,10 @@ def daemons(system_bus, library):
 
 
 @pytest.fixture
-def user(system_bus, library, scenarios):
+def user(polkit_bus, library, scenarios):
     """Start a scenario as randomd-test against this module's bus."""
     def start(func, *args, **kwargs) -> Scenario:
-        return scenarios(system_bus.address, library, func, *args, **kwargs)
+        return scenarios(polkit_bus.address, library, func, *args, **kwargs)
     return start
 
 
@@ -190,8 +183,8 @@ def scenario_no_daemon(address):
                 outcome(lambda: client.version)]
 
 
-def test_no_randomd_gives_unavailable(system_bus, library, scenarios):
-    for result in scenarios(system_bus.address, library, scenario_no_daemon).result():
+def test_no_randomd_gives_unavailable(polkit_bus, library, scenarios):
+    for result in scenarios(polkit_bus.address, library, scenario_no_daemon).result():
         error = result["error"]
         assert error["class"] == "Unavailable" and error["is_error"]
         assert error["dbus_name"] == "org.freedesktop.DBus.Error.ServiceUnknown"

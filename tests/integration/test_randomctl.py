@@ -32,9 +32,11 @@ from pathlib import Path
 
 import harness
 import pytest
-from polkit_harness import Polkitd, policy_bus
 
 from randomd import __version__, api
+
+# The bus of every test here runs a real polkitd (conftest: polkit_bus, polkitd).
+pytestmark = pytest.mark.usefixtures("polkitd")
 
 USER = harness.TEST_USER
 STATUS = {"ok": 0, "failure": 1, "usage": 2, "not_authorized": 4, "unavailable": 69,
@@ -47,27 +49,12 @@ COMMANDS = ("quick", "bytes", "slow", "jobs", "show", "wait", "cancel", "cancel-
 
 # -- fixtures ------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def system_bus(users):
-    """This module's bus: the shipped policy and a real polkitd with the shipped actions.
-
-    No test here authenticates, so nothing is remembered from one test to
-    the next and one polkitd serves the whole module.
-    """
-    bus = policy_bus()
-    polkitd = Polkitd(bus)
-    try:
-        polkitd.start()
-        yield bus
-    finally:
-        polkitd.close()
-        bus.stop()
 
 
 @pytest.fixture(scope="module")
-def randomd(system_bus, library):
+def randomd(polkit_bus, library):
     """One quick randomd for the tests that leave its settings alone."""
-    daemon = harness.Randomd(system_bus, library, f"SlowBitInterval = {INTERVAL}\n").wait_ready()
+    daemon = harness.Randomd(polkit_bus, library, f"SlowBitInterval = {INTERVAL}\n").wait_ready()
     yield daemon
     daemon.stop()
 
@@ -107,8 +94,8 @@ class Ctl:
 
 
 @pytest.fixture
-def ctl(system_bus, library, randomd) -> Ctl:
-    return Ctl(system_bus.address, library)
+def ctl(polkit_bus, library, randomd) -> Ctl:
+    return Ctl(polkit_bus.address, library)
 
 
 @pytest.fixture
@@ -121,7 +108,7 @@ def fresh_ctl(library, start_randomd):
 
 
 @pytest.fixture
-def background(system_bus) -> Iterator[list[subprocess.Popen]]:
+def background(polkit_bus) -> Iterator[list[subprocess.Popen]]:
     """randomctl processes a test started; killed if still running at its end.
 
     A job outlives the randomctl that started it, so the jobs they leave on
@@ -134,7 +121,7 @@ def background(system_bus) -> Iterator[list[subprocess.Popen]]:
             process.kill()
         process.wait(harness.TIMEOUT)
     # No check: the module's randomd may not have been started.
-    harness.busctl(system_bus, "call", api.BUS_NAME, api.MANAGER_PATH, api.MANAGER_INTERFACE,
+    harness.busctl(polkit_bus, "call", api.BUS_NAME, api.MANAGER_PATH, api.MANAGER_INTERFACE,
                    "CancelAll")
 
 
@@ -343,25 +330,25 @@ def test_slow_as_unprivileged_user(ctl):
     assert 0 <= int(result.stdout) < 2**8
 
 
-def test_slow_json_names_the_job(ctl, system_bus):
+def test_slow_json_names_the_job(ctl, polkit_bus):
     data = json.loads(ctl("--json", "slow", "4").stdout)
     assert data["state"] == "completed" and 0 <= int(data["number"]) < 16
     assert data["path"] == api.job_path(data["id"])
-    assert managed_jobs(system_bus)[data["path"]]["State"] == "completed"
+    assert managed_jobs(polkit_bus)[data["path"]]["State"] == "completed"
 
 
 def test_slow_no_wait_prints_the_job_id_and_another_randomctl_waits_for_its_number(
-        ctl, system_bus):
+        ctl, polkit_bus):
     """The job outlives the randomctl that started it (about 1 s of bits)."""
     started = ctl("slow", "--no-wait", "50", user=USER)
     assert started.returncode == STATUS["ok"], started.stderr
     assert re.fullmatch(r"[1-9][0-9]*\n", started.stdout), started.stdout
     job = started.stdout.strip()
-    assert job_state(system_bus, api.job_path(int(job))) == "running"
+    assert job_state(polkit_bus, api.job_path(int(job))) == "running"
     waited = ctl("wait", job, user=USER)
     assert waited.returncode == STATUS["ok"], waited.stderr
     assert 0 <= int(waited.stdout) < 2**50
-    assert job_state(system_bus, api.job_path(int(job))) == "completed"
+    assert job_state(polkit_bus, api.job_path(int(job))) == "completed"
 
 
 def test_slow_no_wait_json_names_the_job_and_its_path(ctl):
@@ -381,21 +368,21 @@ def test_slow_draws_a_progress_bar_on_a_terminal(fresh_ctl, background):
     assert 0 <= int(text.splitlines()[-1]) < 2**8
 
 
-def test_ctrl_c_cancels_the_job_and_exits_130(ctl, system_bus, background):
+def test_ctrl_c_cancels_the_job_and_exits_130(ctl, polkit_bus, background):
     process = ctl.start("slow", "200")
     background.append(process)
-    path = running_job(system_bus)
+    path = running_job(polkit_bus)
     process.send_signal(signal.SIGINT)
     _stdout, stderr = process.communicate(timeout=harness.TIMEOUT)
     assert process.returncode == STATUS["interrupted"], stderr
     assert "cancelled" in stderr and "Traceback" not in stderr
-    assert job_state(system_bus, path) == "cancelled"
+    assert job_state(polkit_bus, path) == "cancelled"
 
 
-def test_slow_reports_a_job_cancelled_by_someone_else(ctl, system_bus, background):
+def test_slow_reports_a_job_cancelled_by_someone_else(ctl, polkit_bus, background):
     process = ctl.start("slow", "200", user=USER)
     background.append(process)
-    path = running_job(system_bus, user_uid())
+    path = running_job(polkit_bus, user_uid())
     assert ctl("cancel", path.rsplit("/", 1)[1]).returncode == STATUS["ok"]
     _stdout, stderr = process.communicate(timeout=harness.TIMEOUT)
     assert process.returncode == STATUS["failure"]
@@ -486,10 +473,10 @@ def test_unknown_job_fails(ctl):
     one_line_error(result, "999999")
 
 
-def test_wait_prints_the_number_of_a_running_job(ctl, system_bus, background):
+def test_wait_prints_the_number_of_a_running_job(ctl, polkit_bus, background):
     slow = ctl.start("slow", "50")
     background.append(slow)
-    path = running_job(system_bus)
+    path = running_job(polkit_bus)
     result = ctl("wait", path.rsplit("/", 1)[1])
     assert result.returncode == STATUS["ok"], result.stderr
     stdout, _stderr = slow.communicate(timeout=harness.TIMEOUT)
@@ -503,40 +490,40 @@ def test_wait_for_another_users_job_is_not_authorized(ctl):
     one_line_error(result, "Authentication is required", api.ACTION_MANAGE_JOBS, "as root")
 
 
-def test_cancel_of_another_users_job_is_not_authorized(ctl, system_bus, background):
+def test_cancel_of_another_users_job_is_not_authorized(ctl, polkit_bus, background):
     background.append(ctl.start("slow", "200"))
-    path = running_job(system_bus)
+    path = running_job(polkit_bus)
     result = ctl("cancel", path, user=USER)
     assert result.returncode == STATUS["not_authorized"]
     one_line_error(result, "Authentication is required", api.ACTION_MANAGE_JOBS, "as root")
-    assert job_state(system_bus, path) == "running"
+    assert job_state(polkit_bus, path) == "running"
 
 
-def test_cancel_own_job_as_unprivileged_user(ctl, system_bus, background):
+def test_cancel_own_job_as_unprivileged_user(ctl, polkit_bus, background):
     background.append(ctl.start("slow", "200", user=USER))
-    path = running_job(system_bus, user_uid())
+    path = running_job(polkit_bus, user_uid())
     result = ctl("--json", "cancel", path, user=USER)
     assert result.returncode == STATUS["ok"], result.stderr
     assert json.loads(result.stdout) == [{"id": int(path.rsplit("/", 1)[1]), "path": path,
                                           "cancelled": True, "error": None}]
-    harness.wait_for(lambda: job_state(system_bus, path) == "cancelled", what="cancelled")
+    harness.wait_for(lambda: job_state(polkit_bus, path) == "cancelled", what="cancelled")
 
 
-def test_cancel_all_cancels_every_running_job(ctl, system_bus, background):
+def test_cancel_all_cancels_every_running_job(ctl, polkit_bus, background):
     background.append(ctl.start("slow", "200", user=USER))
-    path = running_job(system_bus, user_uid())
+    path = running_job(polkit_bus, user_uid())
     result = ctl("cancel-all")
     assert result.returncode == STATUS["ok"], result.stderr
-    harness.wait_for(lambda: job_state(system_bus, path) == "cancelled", what="cancelled")
+    harness.wait_for(lambda: job_state(polkit_bus, path) == "cancelled", what="cancelled")
 
 
-def test_cancel_all_as_unprivileged_user_is_not_authorized(ctl, system_bus, background):
+def test_cancel_all_as_unprivileged_user_is_not_authorized(ctl, polkit_bus, background):
     background.append(ctl.start("slow", "200"))
-    path = running_job(system_bus)
+    path = running_job(polkit_bus)
     result = ctl("cancel-all", user=USER)
     assert result.returncode == STATUS["not_authorized"]
     one_line_error(result, "Authentication is required", api.ACTION_MANAGE_JOBS, "as root")
-    assert job_state(system_bus, path) == "running"
+    assert job_state(polkit_bus, path) == "running"
 
 
 # -- status, monitor, set-interval ---------------------------------------------
