@@ -33,6 +33,31 @@ def test_boots_to_running(testbed):
     assert (testbed.root / "etc/hostname").read_text() == f"{testbed.name}\n"
 
 
+def test_runs_the_release_asked_for(testbed):
+    release = testbed.os_release()
+    expected = {"bookworm": "12", "trixie": "13"}[testbed.suite]
+    assert (release["VERSION_CODENAME"], release["VERSION_ID"]) == (testbed.suite, expected)
+    # Its own systemd and Python, not the host's: 252 and 3.11 on 12, 257 and 3.13 on 13.
+    systemd = testbed.run(["systemctl", "--version"]).stdout.split()[1]
+    python = testbed.run(["/usr/bin/python3", "-c", "import sys; print(sys.version_info[1])"])
+    assert (int(systemd), int(python.stdout)) == {"bookworm": (252, 11), "trixie": (257, 13)}[
+        testbed.suite
+    ]
+
+
+def test_the_system_bus_is_the_one_asked_for(testbed):
+    daemons = testbed.system_bus_daemons()
+    if testbed.bus == "dbus-broker":
+        # dbus-broker-launch holds the socket and hands it to dbus-broker.
+        assert daemons and all(d.startswith("dbus-broker") for d in daemons), daemons
+        assert "dbus-broker" in testbed.systemctl("show", "-P", "Id", "dbus.service").stdout
+        # dbus-daemon may be installed (the dbus package) but does not run.
+        assert testbed.run(["pgrep", "-x", "dbus-daemon"], check=False).returncode == 1
+    else:
+        assert daemons == ["dbus-daemon"], daemons
+        assert testbed.run(["pgrep", "-f", "dbus-broker"], check=False).returncode == 1
+
+
 def test_systemctl_and_busctl_from_the_host(testbed):
     # /run/systemd/machines/NAME makes -M NAME reach the container.
     out = subprocess.run(
