@@ -23,15 +23,18 @@ Environment:
 """
 
 import contextlib
+import fcntl
 import importlib.machinery
 import importlib.util
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -288,6 +291,98 @@ def _debs_to_install():
             pytrace=False,
         )
     return debs
+
+
+# The release before this one, for the upgrade tests: the tag, or the commit
+# it names should the tag be missing from this clone.
+PREVIOUS_TAG = "v0.1.0"
+PREVIOUS_COMMIT = "24bc089"
+
+
+def _git(*args):
+    return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True)
+
+
+def previous_release_commit():
+    """The full commit id of the previous release (PREVIOUS_TAG, else PREVIOUS_COMMIT)."""
+    for rev in (PREVIOUS_TAG, PREVIOUS_COMMIT):
+        r = _git("rev-parse", "-q", "--verify", f"{rev}^{{commit}}")
+        if r.returncode == 0:
+            return r.stdout.strip()
+    pytest.fail(
+        f"neither {PREVIOUS_TAG} nor commit {PREVIOUS_COMMIT} is in this clone "
+        "(the upgrade tests build the previous release from it): git fetch --tags",
+        pytrace=False,
+    )
+
+
+def previous_release_debs():
+    """The .debs of the previous release, built with its own packaging/build-deb.
+
+    From `git archive` of its commit, once: they are cached by commit id in
+    the test bed's cache (releases/COMMIT/), so later runs take a second.
+    """
+    commit = previous_release_commit()
+    cached = tb.cache_dir() / "releases" / commit
+    debs = sorted(cached.glob("*.deb"))
+    if debs:
+        return debs
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    with open(cached.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time; later ones find it
+        if not cached.is_dir():
+            _build_release(commit, cached)
+    return sorted(cached.glob("*.deb"))
+
+
+def _build_release(commit, dest):
+    with tempfile.TemporaryDirectory(prefix="randomd-release-", dir="/var/tmp") as tmp:
+        src, out = Path(tmp, "src"), Path(tmp, "out")
+        src.mkdir()
+        archive = subprocess.run(
+            f"git -C {shlex.quote(str(REPO))} archive {commit} | tar -x -C {shlex.quote(str(src))}",
+            shell=True,
+            capture_output=True,
+            text=True,
+        )
+        if archive.returncode != 0:
+            pytest.fail(f"git archive {commit} failed:\n{archive.stderr}", pytrace=False)
+        build = subprocess.run(
+            [str(src / "packaging" / "build-deb"), str(out)], capture_output=True, text=True
+        )
+        if build.returncode != 0 or not list(out.glob("*.deb")):
+            pytest.fail(
+                f"the build of the previous release ({commit[:7]}) failed:\n"
+                f"{build.stdout[-3000:]}{build.stderr[-3000:]}",
+                pytrace=False,
+            )
+        partial = dest.with_name(f".partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir()
+        for deb in out.glob("*.deb"):
+            shutil.copy2(deb, partial / deb.name)
+        os.rename(partial, dest)
+
+
+@pytest.fixture(scope="session")
+def new_debs():
+    """The .debs under test (RANDOMD_DEB_DIR); fails when there are none."""
+    debs = _debs_to_install()
+    if not debs:
+        pytest.fail("these tests need the .debs under test: RANDOMD_DEB_DIR=none", pytrace=False)
+    return debs
+
+
+@pytest.fixture(scope="session")
+def old_debs():
+    """The previous release's .debs (built once and cached, see previous_release_debs)."""
+    return previous_release_debs()
+
+
+@pytest.fixture(scope="session")
+def container():
+    """booted, for tests that need a container of their own (see booted())."""
+    return booted
 
 
 def _interrupt_on_sigterm(_signum, _frame):
