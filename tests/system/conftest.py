@@ -440,3 +440,9 @@ def testbed():
         pytest.fail(f"RANDOMD_TESTBED must be 'container' or 'local', not {mode!r}", pytrace=False)
     with booted(_debs_to_install()) as bed:
         yield bed
+
+
+@pytest.fixture(scope="session")
+def testbed_module():
+    """packaging/testbed as a module: image specs (broker_only_spec, boot_spec) and the rest."""
+    return tb
