@@ -199,7 +199,9 @@ with open("/proc/net/unix") as f:
     next(f)
     for line in f:
         fields = line.split()
-        if len(fields) >= 8 and fields[7] == "/run/dbus/system_bus_socket" and fields[3] == "00010000":
+        if len(fields) < 8 or fields[3] != "00010000":
+            continue
+        if fields[7] == "/run/dbus/system_bus_socket":
             inodes.add(f"socket:[{fields[6]}]")
 for pid in filter(str.isdigit, os.listdir("/proc")):
     if pid == "1":

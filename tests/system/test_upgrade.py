@@ -28,7 +28,9 @@ CONF = "/etc/randomd/randomd.conf"
 WORK = "/run/randomd-upgrade"
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
 # An administrator's changes: long jobs, a smaller Quick.
-LOCAL_CHANGE = "\n# Changed here, to be kept over upgrades.\nSlowBitInterval = 1\nMaxQuickBits = 1000\n"
+LOCAL_CHANGE = (
+    "\n# Changed here, to be kept over upgrades.\nSlowBitInterval = 1\nMaxQuickBits = 1000\n"
+)
 
 # Starts one Slow job of 64 bits and keeps its connection until the job's
 # Finished arrives, printing one JSON line per event: {"started": path},
