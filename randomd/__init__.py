@@ -1,3 +1,3 @@
 """randomd: a D-Bus system service that serves random numbers."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -9,7 +9,7 @@
   one for a session.  It lets a test hold a check pending inside the real
   polkitd ("waiting for a password") and authenticate or dismiss it.  It runs
   in the test process, as root, because polkitd takes
-  AuthenticationAgentResponse2 from uid 0 only (as from its setuid helper).
+  AuthenticationAgentResponse from uid 0 only (as from its setuid helper).
 - UserClient: a bus connection of another user, in a subprocess run as that
   user and driven over pipes; it reports D-Bus error names exactly and can
   keep calls and jobs open.  Run as a script, this file is that client.
@@ -228,11 +228,18 @@ class Agent:
                 f"polkitd did not cancel authentication {cookie} in {timeout} s") from None
 
     async def authenticate(self, request: AuthenticationRequest) -> None:
-        """Answer *request* as if its user typed the right password."""
+        """Answer *request* as if its user typed the right password.
+
+        With the original AuthenticationAgentResponse, which names no uid: the
+        uid of AuthenticationAgentResponse2 must be the agent's, which polkitd
+        122 (Debian 12) takes from the caller that registered it (root here)
+        and polkitd 126 (Debian 13) from the subject it was registered for
+        (the test user); with any other, "No session for cookie".
+        """
         identity = request.identities[0]
         await dbus.call(self._bus, dbus.Message(
-            **AUTHORITY, member="AuthenticationAgentResponse2", signature="us(sa{sv})",
-            body=[0, request.cookie, identity]), harness.TIMEOUT)
+            **AUTHORITY, member="AuthenticationAgentResponse", signature="s(sa{sv})",
+            body=[request.cookie, identity]), harness.TIMEOUT)
         self._answer(request)
 
     def dismiss(self, request: AuthenticationRequest) -> None:

@@ -18,6 +18,7 @@ for the module, except where a test needs a short bound on checks.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 
 import harness
 import pytest
@@ -280,18 +281,48 @@ async def test_configure_succeeds_after_authenticating_through_an_agent(
     assert await get(root, "SlowBitInterval") == value
 
 
+def set_interval_as_member(bus: harness.SystemBus, value: float,
+                           login: bool) -> subprocess.CompletedProcess:
+    """busctl Set SlowBitInterval as USER: logged in after joining the group (*login*),
+    or in a process whose groups were set before (none)."""
+    groups = "--init-groups" if login else "--clear-groups"
+    argv = ["setpriv", f"--reuid={USER}", f"--regid={USER}", groups, "busctl",
+            f"--address={bus.address}", "call", "--allow-interactive-authorization=no",
+            api.BUS_NAME, api.MANAGER_PATH, PROPERTIES, "Set", "ssv", api.MANAGER_INTERFACE,
+            "SlowBitInterval", "d", str(value)]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=harness.TIMEOUT)
+
+
+def polkitd_version() -> int:
+    out = subprocess.run(["pkaction", "--version"], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1])
+
+
 async def test_group_rule_lets_members_configure_without_a_password(daemon, bus, start_polkitd,
                                                                      root):
     """The README's example of widening access, typed as an administrator would."""
     ensure_group_member("randomd-admin", USER)
     start_polkitd({"50-randomd-admin.rules": README_WIDEN})
     value = await get(root, "SlowBitInterval") + 0.25
-    result = await asyncio.to_thread(
-        harness.busctl, bus, "call", "--allow-interactive-authorization=no", api.BUS_NAME,
-        api.MANAGER_PATH, PROPERTIES, "Set", "ssv", api.MANAGER_INTERFACE, "SlowBitInterval",
-        "d", str(value), user=USER)
+    result = await asyncio.to_thread(set_interval_as_member, bus, value, login=True)
     assert result.returncode == 0, result.stderr
     assert await get(root, "SlowBitInterval") == value
+
+
+async def test_group_rule_applies_to_processes_of_an_older_login_on_polkitd_122_only(
+        daemon, bus, start_polkitd, root):
+    """The README: with polkitd 126 a new member is seen in the group from the next login."""
+    ensure_group_member("randomd-admin", USER)
+    start_polkitd({"50-randomd-admin.rules": README_WIDEN})
+    before = await get(root, "SlowBitInterval")
+    result = await asyncio.to_thread(set_interval_as_member, bus, before + 0.25, login=False)
+    if polkitd_version() >= 126:
+        # isInGroup() reads the groups of the calling process.
+        assert result.returncode != 0 and api.ACTION_CONFIGURE in result.stderr, result
+        assert await get(root, "SlowBitInterval") == before
+    else:
+        # isInGroup() reads the group database.
+        assert result.returncode == 0, result.stderr
 
 
 async def test_rule_limiting_slow_to_a_group_denies_other_users(daemon, start_polkitd, user):

@@ -22,6 +22,24 @@ POLKIT = [
 ]
 
 
+# Prints the uid the system bus reports for the caller's own connection.
+OWN_UID = """
+import asyncio
+from dbus_next import BusType, Message
+from dbus_next.aio import MessageBus
+
+async def main():
+    bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+    reply = await bus.call(Message(
+        destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+        interface="org.freedesktop.DBus", member="GetConnectionUnixUser",
+        signature="s", body=[bus.unique_name]))
+    print(reply.body[0])
+
+asyncio.run(main())
+"""
+
+
 def test_boots_to_running(testbed):
     state = testbed.systemctl("is-system-running", check=False).stdout.strip()
     failed = testbed.systemctl("--failed", "--no-legend", check=False).stdout
@@ -31,6 +49,31 @@ def test_boots_to_running(testbed):
     # Named after the machine, and its files are reachable from the host.
     assert testbed.run(["hostname"]).stdout == f"{testbed.name}\n"
     assert (testbed.root / "etc/hostname").read_text() == f"{testbed.name}\n"
+
+
+def test_runs_the_release_asked_for(testbed):
+    release = testbed.os_release()
+    expected = {"bookworm": "12", "trixie": "13"}[testbed.suite]
+    assert (release["VERSION_CODENAME"], release["VERSION_ID"]) == (testbed.suite, expected)
+    # Its own systemd and Python, not the host's: 252 and 3.11 on 12, 257 and 3.13 on 13.
+    systemd = testbed.run(["systemctl", "--version"]).stdout.split()[1]
+    python = testbed.run(["/usr/bin/python3", "-c", "import sys; print(sys.version_info[1])"])
+    assert (int(systemd), int(python.stdout)) == {"bookworm": (252, 11), "trixie": (257, 13)}[
+        testbed.suite
+    ]
+
+
+def test_the_system_bus_is_the_one_asked_for(testbed):
+    daemons = testbed.system_bus_daemons()
+    if testbed.bus == "dbus-broker":
+        # dbus-broker-launch holds the socket and hands it to dbus-broker.
+        assert daemons and all(d.startswith("dbus-broker") for d in daemons), daemons
+        assert "dbus-broker" in testbed.systemctl("show", "-P", "Id", "dbus.service").stdout
+        # dbus-daemon may be installed (the dbus package) but does not run.
+        assert testbed.run(["pgrep", "-x", "dbus-daemon"], check=False).returncode == 1
+    else:
+        assert daemons == ["dbus-daemon"], daemons
+        assert testbed.run(["pgrep", "-f", "dbus-broker"], check=False).returncode == 1
 
 
 def test_systemctl_and_busctl_from_the_host(testbed):
@@ -85,11 +128,22 @@ def test_polkitd_is_bus_activated(testbed):
 def test_unprivileged_user(testbed):
     assert testbed.run(["id", "-un"], user=testbed.user).stdout == f"{testbed.user}\n"
     assert testbed.run(["id", "-u"], user=testbed.user).stdout.strip() != "0"
-    # The user reaches the system bus, which sees it as that user (the
-    # listing includes the caller's own connection).
+    uid = testbed.run(["id", "-u"], user=testbed.user).stdout.strip()
+    # The user reaches the system bus, which sees it as that user.
+    seen = testbed.run(["/usr/bin/python3", "-c", OWN_UID], user=testbed.user).stdout
+    assert seen.strip() == uid
+    # busctl list includes the caller's own connection: systemd 252 shows its
+    # process and user; systemd 257 lists it with no details at all, as the
+    # newest unique name.
     out = testbed.run(["busctl", "--no-legend", "--no-pager", "list"], user=testbed.user)
-    own = [line.split() for line in out.stdout.splitlines() if " busctl " in line]
-    assert own and own[0][3] == testbed.user, out.stdout
+    rows = [line.split() for line in out.stdout.splitlines()]
+    if testbed.suite == "bookworm":
+        own = [row for row in rows if row[2:3] == ["busctl"]]
+        assert own and own[0][3] == testbed.user, out.stdout
+    else:
+        unique = [row for row in rows if row[0].startswith(":")]
+        newest = max(unique, key=lambda row: int(row[0].split(".")[1]))
+        assert newest[1:] == ["-"] * 7, out.stdout
     # And it is no root for systemd.
     denied = testbed.run(["systemctl", "stop", "dbus.service"], user=testbed.user, check=False)
     assert denied.returncode != 0
