@@ -13,6 +13,7 @@ at import and removed at exit.  CHECKOUT is where the tests came from.
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import pwd
 import shutil
@@ -328,6 +329,16 @@ def start_problem(library: str) -> str | None:
     finally:
         daemon.stop()
         bus.stop()
+
+
+def managed_jobs(bus: SystemBus) -> dict[str, dict[str, object]]:
+    """Every job randomd exports, read by busctl as root: path -> {property: value}."""
+    result = busctl(bus, "--json=short", "call", "org.randomd.Random1", "/org/randomd/Random1",
+                    "org.freedesktop.DBus.ObjectManager", "GetManagedObjects", check=True)
+    objects = json.loads(result.stdout)["data"][0]
+    job = "org.randomd.Random1.Job"
+    return {path: {name: value["data"] for name, value in interfaces[job].items()}
+            for path, interfaces in objects.items()}
 
 
 def busctl(bus: SystemBus, *args: str, user: str | None = None,

@@ -212,18 +212,9 @@ def start(polkit_bus, library, randomd, scenarios):
     return begin
 
 
-def managed_jobs(bus: harness.SystemBus) -> dict[str, dict[str, Any]]:
-    """Every job randomd exports, read by busctl as root: path -> {property: value}."""
-    result = harness.busctl(bus, "--json=short", "call", api.BUS_NAME, api.MANAGER_PATH,
-                            "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
-                            check=True)
-    objects = json.loads(result.stdout)["data"][0]
-    return {path: {name: value["data"] for name, value in interfaces[api.JOB_INTERFACE].items()}
-            for path, interfaces in objects.items()}
-
 
 def job_state(bus: harness.SystemBus, path: str) -> str:
-    return managed_jobs(bus)[path]["State"]
+    return harness.managed_jobs(bus)[path]["State"]
 
 
 # -- numbers and properties ---------------------------------------------------

@@ -10,13 +10,13 @@ import asyncio
 import sys
 import time
 
+import harness
 import pytest
 from test_client import (  # noqa: F401  (fixtures)
     CONFIG,
     INTERVAL,
     async_outcome,
     emit,
-    managed_jobs,
     proceed,
     randomd,
     run,
@@ -94,7 +94,7 @@ def test_fifty_jobs_with_25_awaiting_tasks_cancelled(run, polkit_bus):
     result = run(scenario_fifty_jobs_half_cancelled)["result"]
     assert result["cancelled"] == ["CancelledError"] * 25
     assert all(isinstance(n, int) and 0 <= n < 2**100 for n in result["numbers"])
-    daemon = managed_jobs(polkit_bus)
+    daemon = harness.managed_jobs(polkit_bus)
     assert [daemon[path]["State"] for path in result["paths"]] == (
         ["cancelled"] * 25 + ["completed"] * 25)
     assert result["states"] == ["cancelled"] * 25 + ["completed"] * 25

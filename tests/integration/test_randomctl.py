@@ -137,20 +137,11 @@ def one_line_error(result: subprocess.CompletedProcess, *words: str) -> str:
     return lines[0]
 
 
-def managed_jobs(bus: harness.SystemBus) -> dict[str, dict[str, object]]:
-    """Every job randomd exports, from busctl: path -> {property: value}."""
-    result = harness.busctl(bus, "--json=short", "call", api.BUS_NAME, api.MANAGER_PATH,
-                            "org.freedesktop.DBus.ObjectManager", "GetManagedObjects",
-                            check=True)
-    objects = json.loads(result.stdout)["data"][0]
-    return {path: {name: value["data"] for name, value in interfaces[api.JOB_INTERFACE].items()}
-            for path, interfaces in objects.items()}
-
 
 def running_job(bus: harness.SystemBus, owner_uid: int = 0) -> str:
     """The path of the one running job of *owner_uid*, once it exists."""
     def find() -> str | None:
-        paths = [path for path, props in managed_jobs(bus).items()
+        paths = [path for path, props in harness.managed_jobs(bus).items()
                  if props["State"] == "running" and props["OwnerUID"] == owner_uid]
         return paths[0] if paths else None
     return harness.wait_for(find, what="a running job")
@@ -334,7 +325,7 @@ def test_slow_json_names_the_job(ctl, polkit_bus):
     data = json.loads(ctl("--json", "slow", "4").stdout)
     assert data["state"] == "completed" and 0 <= int(data["number"]) < 16
     assert data["path"] == api.job_path(data["id"])
-    assert managed_jobs(polkit_bus)[data["path"]]["State"] == "completed"
+    assert harness.managed_jobs(polkit_bus)[data["path"]]["State"] == "completed"
 
 
 def test_slow_no_wait_prints_the_job_id_and_another_randomctl_waits_for_its_number(
