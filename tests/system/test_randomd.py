@@ -227,6 +227,22 @@ def test_busctl_slow_then_busctl_wait_as_two_commands(testbed, who):
     assert 0 <= int(busctl_string(out)) < 2**8
 
 
+CLIENT_SCRIPT = """\
+from randomd.client import Client
+with Client() as client:
+    job = client.slow(8)
+    print(client.quick(128), job.value, client.version)
+"""
+
+
+def test_python_client_from_python3_randomd(testbed, who):
+    start_randomd(testbed)
+    out = testbed.run(["/usr/bin/python3", "-c", CLIENT_SCRIPT], user=who, timeout=60).stdout
+    quick, slow, version = out.split()
+    assert 0 <= collect(quick) < 2**128 and 0 <= collect(slow) < 2**8
+    assert version == testbed.run(["dpkg-query", "-W", "-f=${Version}", "python3-randomd"]).stdout
+
+
 def test_unprivileged_user_is_refused_set_interval(testbed):
     start_randomd(testbed)
     before = get_property(testbed, "SlowBitInterval")
@@ -642,6 +658,22 @@ def test_purge_leaves_nothing_behind(testbed, purged):
         "dbus-broker": "not activatable",
     }[testbed.bus]
     assert r.returncode != 0 and not_activatable in r.stderr, r
+
+
+UNAVAILABLE_SCRIPT = """\
+import randomd.client
+try:
+    randomd.client.Client().quick(8)
+except randomd.client.Unavailable as e:
+    print("Unavailable:", e)
+"""
+
+
+def test_python3_randomd_stays_and_reports_the_daemon_unavailable(testbed, purged):
+    status = testbed.run(["dpkg-query", "-W", "-f=${db:Status-Status}", "python3-randomd"])
+    assert status.stdout == "installed"
+    out = testbed.run(["/usr/bin/python3", "-c", UNAVAILABLE_SCRIPT], user=testbed.user).stdout
+    assert out.startswith("Unavailable: "), out
 
 
 def test_reinstall_after_purge_works(testbed, purged):

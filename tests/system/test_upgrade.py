@@ -68,19 +68,20 @@ async def main():
 sys.exit(asyncio.run(main()))
 """
 
-# Run inside before the purge: every path of the package that must be gone
-# afterwards. Files and links, and the directories no other package shares
-# (dpkg -S names only randomd); the conffiles too.
+# Run inside before the purge: every path of the two packages that must be
+# gone afterwards. Files and links, and the directories no other package
+# shares (dpkg -S names only ours); the conffiles too.
 PACKAGE_PATHS_SCRIPT = """\
 import json, os, subprocess
-listed = subprocess.run(["dpkg", "-L", "randomd"], capture_output=True, text=True, check=True)
-paths = [p for p in listed.stdout.splitlines() if p.startswith("/") and p != "/."]
+ours = ["randomd", "python3-randomd"]
+listed = subprocess.run(["dpkg", "-L", *ours], capture_output=True, text=True, check=True)
+paths = sorted({p for p in listed.stdout.splitlines() if p.startswith("/") and p != "/."})
 dirs = [p for p in paths if os.path.isdir(p) and not os.path.islink(p)]
 owners = subprocess.run(["dpkg", "-S", *dirs], capture_output=True, text=True).stdout
 shared = set()
 for line in owners.splitlines():
     packages, _, path = line.partition(": ")
-    if packages.split(", ") != ["randomd"]:
+    if not set(packages.split(", ")) <= set(ours):
         shared.add(path)
 print(json.dumps([p for p in paths if p not in shared]))
 """
@@ -221,6 +222,15 @@ def test_upgrade_moves_the_unit_to_usr_lib(bed, upgraded):
     assert real == "/usr/lib/systemd/system/randomd.service", loaded
 
 
+def test_upgrade_hands_the_library_to_python3_randomd(bed, upgraded):
+    module = "/usr/lib/python3/dist-packages/randomd/client/__init__.py"
+    owner = bed.run(["dpkg-query", "-S", module]).stdout
+    assert owner == f"python3-randomd: {module}\n", owner
+    # The daemon's own modules stay with randomd, which 0.1.0 shipped them in.
+    daemon = "/usr/lib/python3/dist-packages/randomd/daemon.py"
+    assert bed.run(["dpkg-query", "-S", daemon]).stdout == f"randomd: {daemon}\n"
+
+
 # ------------------------------------------------------------------- purge
 
 
@@ -229,14 +239,16 @@ def purged(bed, upgraded):
     """apt-get purge of the upgraded package, with the daemon running."""
     bed.systemctl("start", UNIT)
     paths = json.loads(bed.run(["/usr/bin/python3", "-c", PACKAGE_PATHS_SCRIPT]).stdout)
-    purge = bed.run(["apt-get", "purge", "-y", "randomd"], env=APT_ENV, timeout=300, check=False)
+    purge = bed.run(["apt-get", "purge", "-y", "randomd", "python3-randomd"], env=APT_ENV,
+                    timeout=300, check=False)
     return {"paths": paths, "purge": purge}
 
 
 def test_purge_succeeds(bed, purged):
     assert purged["purge"].returncode == 0, purged["purge"]
-    # dpkg forgot it, conffiles and all.
-    assert bed.run(["dpkg-query", "-W", "randomd"], check=False).returncode != 0
+    # dpkg forgot them, conffiles and all.
+    for package in ("randomd", "python3-randomd"):
+        assert bed.run(["dpkg-query", "-W", package], check=False).returncode != 0, package
 
 
 def test_purge_leaves_no_file_of_the_package(bed, purged):
