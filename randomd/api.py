@@ -1,4 +1,8 @@
-"""Names of the public D-Bus API (API.md), shared by the daemon and randomctl."""
+"""The D-Bus names randomd uses: its public API (API.md) and the standard ones.
+
+The one home of these names, shared by the D-Bus layer, the daemon, the
+client library and randomctl.
+"""
 
 BUS_NAME = "org.randomd.Random1"
 MANAGER_PATH = "/org/randomd/Random1"
@@ -24,6 +28,19 @@ BUS_DAEMON_PATH = "/org/freedesktop/DBus"
 BUS_DAEMON_INTERFACE = "org.freedesktop.DBus"
 BUS_DAEMON = dict(destination=BUS_DAEMON_NAME, path=BUS_DAEMON_PATH,
                   interface=BUS_DAEMON_INTERFACE)
+
+
+# The standard interfaces (D-Bus specification) that randomd's objects carry.
+PROPERTIES_INTERFACE = "org.freedesktop.DBus.Properties"
+INTROSPECTABLE_INTERFACE = "org.freedesktop.DBus.Introspectable"
+PEER_INTERFACE = "org.freedesktop.DBus.Peer"
+OBJECT_MANAGER_INTERFACE = "org.freedesktop.DBus.ObjectManager"
+
+# Standard errors that mean something to randomd's callers.
+STANDARD_ERROR_PREFIX = "org.freedesktop.DBus.Error."
+NO_REPLY_ERROR = STANDARD_ERROR_PREFIX + "NoReply"
+DISCONNECTED_ERROR = STANDARD_ERROR_PREFIX + "Disconnected"
+UNKNOWN_OBJECT_ERROR = STANDARD_ERROR_PREFIX + "UnknownObject"
 
 
 def name_owner_changed_rule(**args: str) -> str:

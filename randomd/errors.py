@@ -7,8 +7,7 @@ as the one-sentence message.  Nothing here imports a bus library.
 from typing import ClassVar
 
 from .api import ERROR_PREFIX
-
-_STANDARD = "org.freedesktop.DBus.Error."
+from .api import STANDARD_ERROR_PREFIX as _STANDARD
 
 
 class RandomdError(Exception):

@@ -36,7 +36,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import errors
+from . import api, errors
 from .callers import Caller, CallerRegistry
 from .dbus import Bus, DBusError, Message, MessageFlag, Variant, call
 
@@ -57,7 +57,7 @@ CHECKS_PER_UID = 8
 # What the bus says when polkitd is not there, or left before answering.
 _NOT_RUNNING = ("org.freedesktop.DBus.Error.ServiceUnknown",
                 "org.freedesktop.DBus.Error.NameHasNoOwner")
-_LEFT = ("org.freedesktop.DBus.Error.NoReply", "org.freedesktop.DBus.Error.Disconnected")
+_LEFT = (api.NO_REPLY_ERROR, api.DISCONNECTED_ERROR)
 
 
 @dataclass(frozen=True)

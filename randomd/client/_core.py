@@ -35,8 +35,6 @@ from ._types import state as as_state
 
 log = logging.getLogger("randomd.client")
 
-PROPERTIES = "org.freedesktop.DBus.Properties"
-OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
 DEFAULT_TIMEOUT = 25.0  # seconds, as libdbus and sd-bus
 INTERACTIVE_TIMEOUT = 300.0  # a password typed at a polkit prompt may take a while
 CLOSE_TIMEOUT = 2.0  # for the bus to see us leave
@@ -45,17 +43,12 @@ UINT32_MAX = 2**32 - 1
 # other calls this stays below dbus-daemon's 128 pending calls per connection.
 MAX_WAITS = 48
 _TICK = 0.05  # seconds: how late past its timeout a call may give up
-_BUS = "org.freedesktop.DBus"
-_DBUS = dict(destination=_BUS, path="/org/freedesktop/DBus", interface=_BUS)
-_NO_REPLY = "org.freedesktop.DBus.Error.NoReply"
-_UNKNOWN_OBJECT = "org.freedesktop.DBus.Error.UnknownObject"
 _RULES = (
     f"type='signal',sender='{api.BUS_NAME}',interface='{api.JOB_INTERFACE}',member='Finished',"
     f"path_namespace='{api.JOBS_PATH}'",
-    f"type='signal',sender='{api.BUS_NAME}',interface='{PROPERTIES}',"
+    f"type='signal',sender='{api.BUS_NAME}',interface='{api.PROPERTIES_INTERFACE}',"
     f"member='PropertiesChanged',path_namespace='{api.JOBS_PATH}',arg0='{api.JOB_INTERFACE}'",
-    f"type='signal',sender='{_BUS}',interface='{_BUS}',member='NameOwnerChanged',"
-    f"path='/org/freedesktop/DBus',arg0='{api.BUS_NAME}'",
+    api.RANDOMD_OWNER_CHANGED,
 )
 _DEFAULT: Any = object()
 # Looked up once: an enum member's attribute access costs more than a call's dispatch.
@@ -214,9 +207,8 @@ class Connection:
             timeout = INTERACTIVE_TIMEOUT if interactive else self.timeout
         reply = await self._send(msg, timeout, what or member, slots)
         if reply.message_type == _ERROR:
-            text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
-            name = reply.error_name or ""
-            if name == _UNKNOWN_OBJECT and path.startswith(api.JOBS_PATH + "/"):
+            name, text = reply.error_name or "", dbus.error_text(reply)
+            if name == api.UNKNOWN_OBJECT_ERROR and path.startswith(api.JOBS_PATH + "/"):
                 raise errors.NoSuchJob(f"No job {path.rsplit('/', 1)[-1]}.")
             raise errors.from_dbus(name, text, what or member)
         return reply
@@ -291,22 +283,21 @@ class Connection:
         """Call the bus itself (org.freedesktop.DBus)."""
         if self.closed:
             raise errors.Closed("The randomd client is closed.")
-        msg = dbus.Message(**_DBUS, member=member, signature=signature, body=body)
+        msg = dbus.Message(**api.BUS_DAEMON, member=member, signature=signature, body=body)
         reply = await self._send(msg, self.timeout, member)
         if reply.message_type == _ERROR:
-            raise errors.from_dbus(reply.error_name or "", reply.body[0] if reply.body else "",
-                                   member)
+            raise errors.from_dbus(reply.error_name or "", dbus.error_text(reply), member)
         return reply.body
 
     async def get_all(self, path: str, interface: str) -> tuple[dict[str, Any], str]:
         """Every property of *interface* at *path*, and the unique name that answered."""
-        reply = await self.call(path, PROPERTIES, "GetAll", "s", [interface],
+        reply = await self.call(path, api.PROPERTIES_INTERFACE, "GetAll", "s", [interface],
                                 what=f"GetAll({interface})")
         return unwrap(reply.body[0]), reply.sender
 
     async def get(self, name: str) -> Any:
         """One property of randomd's manager."""
-        reply = await self.call(api.MANAGER_PATH, PROPERTIES, "Get", "ss",
+        reply = await self.call(api.MANAGER_PATH, api.PROPERTIES_INTERFACE, "Get", "ss",
                                 [api.MANAGER_INTERFACE, name], what=f"Get({name})")
         return unwrap(reply.body[0])
 
@@ -383,7 +374,7 @@ class Connection:
 
     async def managed_jobs(self) -> dict[str, dict[str, Any]]:
         """Every job randomd exports: path -> its properties, as the API names them."""
-        reply = await self.call(api.MANAGER_PATH, OBJECT_MANAGER, "GetManagedObjects")
+        reply = await self.call(api.MANAGER_PATH, api.OBJECT_MANAGER_INTERFACE, "GetManagedObjects")
         return {path: unwrap(interfaces[api.JOB_INTERFACE])
                 for path, interfaces in reply.body[0].items() if api.JOB_INTERFACE in interfaces}
 
@@ -410,7 +401,7 @@ class Connection:
 
     async def set_slow_bit_interval(self, seconds: float) -> None:
         seconds = check_seconds(seconds)
-        await self.call(api.MANAGER_PATH, PROPERTIES, "Set", "ssv",
+        await self.call(api.MANAGER_PATH, api.PROPERTIES_INTERFACE, "Set", "ssv",
                         [api.MANAGER_INTERFACE, "SlowBitInterval", dbus.Variant("d", seconds)],
                         action=True, what="Set(SlowBitInterval)")
 
@@ -456,7 +447,7 @@ class Connection:
         except errors.Closed:
             pass
         except errors.Unavailable as error:
-            if error.dbus_name == _NO_REPLY or job._service in self._gone:
+            if error.dbus_name == api.NO_REPLY_ERROR or job._service in self._gone:
                 job._lose()
             else:
                 job._end(State.FAILED, exception=error)
@@ -480,7 +471,8 @@ class Connection:
                 self._dispatch(job, msg)
             elif self._starting and msg.path.startswith(api.JOBS_PATH):
                 self._early.setdefault(msg.path, []).append(msg)
-        elif member == "NameOwnerChanged" and msg.sender == _BUS and msg.body[0] == api.BUS_NAME:
+        elif (member == "NameOwnerChanged" and msg.sender == api.BUS_DAEMON_NAME
+              and msg.body[0] == api.BUS_NAME):
             old = msg.body[1]
             if old:
                 self._gone.add(old)
@@ -495,7 +487,7 @@ class Connection:
         if msg.member == "Finished":
             if msg.interface == api.JOB_INTERFACE and msg.signature == "sss":
                 job._on_finished(*msg.body)
-        elif msg.interface == PROPERTIES and msg.body[0] == api.JOB_INTERFACE:
+        elif msg.interface == api.PROPERTIES_INTERFACE and msg.body[0] == api.JOB_INTERFACE:
             job._on_properties(unwrap(msg.body[1]))
 
     async def _watch_bus(self) -> None:

@@ -18,8 +18,6 @@ from ..dbus import MessageType, Variant
 from . import exits
 from .cli import DEFAULT_TIMEOUT
 
-PROPERTIES = _core.PROPERTIES
-OBJECT_MANAGER = _core.OBJECT_MANAGER
 unwrap = _core.unwrap
 _DEFAULT: Any = object()
 _NOT_RUNNING = {"org.freedesktop.DBus.Error.ServiceUnknown",
@@ -131,7 +129,7 @@ class Client:
     async def set_property(self, path: str, interface: str, name: str, signature: str,
                            value: Any, action: str) -> None:
         """Write one property through org.freedesktop.DBus.Properties.Set."""
-        await self.call(path, PROPERTIES, "Set", "ssv",
+        await self.call(path, api.PROPERTIES_INTERFACE, "Set", "ssv",
                         [interface, name, Variant(signature, value)],
                         action=action, what=f"Set({name})")
 

@@ -16,7 +16,7 @@ from .. import api
 from ..api import RANDOMD_OWNER_CHANGED as _NAME_OWNER_CHANGED
 from ..dbus import MessageType
 from . import exits
-from .client import OBJECT_MANAGER, PROPERTIES, match_rule, unwrap
+from .client import match_rule, unwrap
 from .context import Context
 from .follow import job_id
 
@@ -65,7 +65,7 @@ class Monitor:
 
     def _events(self, msg: Any) -> list[dict[str, Any]]:
         client = self._ctx.client
-        if msg.member == "NameOwnerChanged" and msg.sender == "org.freedesktop.DBus":
+        if msg.member == "NameOwnerChanged" and msg.sender == api.BUS_DAEMON_NAME:
             name, _old, new = msg.body
             if name != api.BUS_NAME:
                 return []
@@ -88,7 +88,7 @@ class Monitor:
                 return []
             self._bits.pop(path, None)
             return [{"event": "removed", "id": job_id(path), "path": path}]
-        if (msg.member == "PropertiesChanged" and msg.interface == PROPERTIES
+        if (msg.member == "PropertiesChanged" and msg.interface == api.PROPERTIES_INTERFACE
                 and msg.body[0] == api.JOB_INTERFACE):
             changed = unwrap(msg.body[1])
             base = {"id": job_id(msg.path), "path": msg.path}
@@ -129,8 +129,8 @@ async def _monitor(ctx: Context) -> int:
     client.add_handler(watcher.on_message)
     await client.add_match(
         _NAME_OWNER_CHANGED,
-        match_rule(interface=OBJECT_MANAGER, path=api.MANAGER_PATH),
-        match_rule(interface=PROPERTIES, member="PropertiesChanged",
+        match_rule(interface=api.OBJECT_MANAGER_INTERFACE, path=api.MANAGER_PATH),
+        match_rule(interface=api.PROPERTIES_INTERFACE, member="PropertiesChanged",
                    path_namespace=api.JOBS_PATH))
     await client.name_owner()  # after subscribing: no event falls in between
     watcher.know(await client.jobs())

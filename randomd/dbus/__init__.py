@@ -8,7 +8,7 @@ through it.
   it, mends its flag table, and checks it is laid out as expected
   (layout.py, which imports no bus library).
 - connection.py: Bus, the library's MessageBus with its transport repaired;
-  connect() and call().  writer.py: FifoWriter, the writer Bus puts in the
+  connect(), call() and error_text().  writer.py: FifoWriter, the writer Bus puts in the
   place of the library's.
 - interface.py: how objects declare their interfaces (Interface, @method,
   @dbus_property, Signal) and the Call a handler gets.
@@ -23,7 +23,7 @@ is imported from interface.py and tree.py.
 
 from __future__ import annotations
 
-from .connection import MAX_PENDING_CALLS, Bus, call, connect
+from .connection import MAX_PENDING_CALLS, Bus, call, connect, error_text
 from .library import (
     LIBRARY,
     BusType,
@@ -42,5 +42,5 @@ from .library import (
 __all__ = [
     "LIBRARY", "Message", "MessageType", "MessageFlag", "BusType", "NameFlag",
     "RequestNameReply", "Variant", "DBusError", "Bus", "MAX_PENDING_CALLS",
-    "connect", "call", "signature_tree", "UnsupportedLibrary", "check_library",
+    "connect", "call", "error_text", "signature_tree", "UnsupportedLibrary", "check_library",
 ]

@@ -145,6 +145,10 @@ async def call(bus: Bus, msg: Any, timeout: float) -> Any:
         async with bus.call_slots:
             reply = await bus.call(msg)
     if reply.message_type == MessageType.ERROR:
-        text = reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""
-        raise DBusError(reply.error_name, text, reply)
+        raise DBusError(reply.error_name, error_text(reply), reply)
     return reply.body
+
+
+def error_text(reply: Any) -> str:
+    """The sentence of an error reply: its first argument, if that is a string, else ""."""
+    return reply.body[0] if reply.body and isinstance(reply.body[0], str) else ""

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .. import errors
+from .. import api, errors
 from .connection import Bus
 from .interface import Call, Interface, Method, Property, complete_types
 from .introspection import introspection_xml
@@ -34,10 +34,10 @@ __all__ = ["ObjectTree"]
 
 log = logging.getLogger("randomd.service")
 
-_PROPERTIES = "org.freedesktop.DBus.Properties"
-_INTROSPECTABLE = "org.freedesktop.DBus.Introspectable"
-_PEER = "org.freedesktop.DBus.Peer"
-_OBJECT_MANAGER = "org.freedesktop.DBus.ObjectManager"
+_PROPERTIES = api.PROPERTIES_INTERFACE
+_INTROSPECTABLE = api.INTROSPECTABLE_INTERFACE
+_PEER = api.PEER_INTERFACE
+_OBJECT_MANAGER = api.OBJECT_MANAGER_INTERFACE
 _NO_REPLY = MessageFlag.NO_REPLY_EXPECTED.value
 _METHOD_CALL = MessageType.METHOD_CALL
 _SIGNAL = MessageType.SIGNAL

@@ -24,7 +24,8 @@ def shipped(package: str) -> set[str]:
         target = TOP / entry[0].removeprefix(PREFIX)
         assert target.exists(), f"debian/{package}.install names a missing {entry[0]}"
         files = target.rglob("*") if target.is_dir() else [target]
-        paths |= {str(f.relative_to(TOP)) for f in files if f.is_file() and "__pycache__" not in f.parts}
+        paths |= {str(f.relative_to(TOP)) for f in files
+                  if f.is_file() and "__pycache__" not in f.parts}
     return paths
 
 
