@@ -365,3 +365,14 @@ def fd_count(pid: int) -> int:
 async def fds_at_most(pid: int, bound: int) -> bool:
     """Whether *pid* has at most *bound* files open: a condition for clients.wait_until."""
     return fd_count(pid) <= bound
+
+
+# -- prerequisites: a missing one fails the test, saying what to install ------------
+
+
+def require_program(program: str, package: str) -> str:
+    """The path of *program*; fails (never skips) saying which package installs it."""
+    path = shutil.which(program)
+    if path is None:
+        raise AssertionError(f"{program} is missing: apt-get install {package}")
+    return path
