@@ -346,3 +346,33 @@ def busctl(bus: SystemBus, *args: str, user: str | None = None,
     """Run busctl against *bus*, as *user*."""
     argv = as_user(user, ["busctl", f"--address={bus.address}", *args])
     return subprocess.run(argv, capture_output=True, text=True, timeout=TIMEOUT, check=check)
+
+
+# -- a process's memory and open files, read from /proc ---------------------------
+
+
+def rss_kb(pid: int) -> int:
+    """The resident memory of process *pid*, in kB."""
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def fd_count(pid: int) -> int:
+    """How many files process *pid* has open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+async def fds_at_most(pid: int, bound: int) -> bool:
+    """Whether *pid* has at most *bound* files open: a condition for clients.wait_until."""
+    return fd_count(pid) <= bound
+
+
+# -- prerequisites: a missing one fails the test, saying what to install ------------
+
+
+def require_program(program: str, package: str) -> str:
+    """The path of *program*; fails (never skips) saying which package installs it."""
+    path = shutil.which(program)
+    if path is None:
+        raise AssertionError(f"{program} is missing: apt-get install {package}")
+    return path

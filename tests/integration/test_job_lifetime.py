@@ -228,15 +228,6 @@ LOOP_TABLE_BOUND = MAX_JOBS_PER_USER + 4 * MAX_JOBS_PER_USER
 RSS_GROWTH_BOUND_KB = 16 * 1024
 
 
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 async def job_table(connection) -> dict:
     (objects,) = await call(connection, "GetManagedObjects",
                             interface="org.freedesktop.DBus.ObjectManager")
@@ -271,7 +262,7 @@ async def test_memory_and_the_job_table_stay_bounded_when_a_client_loops_start_a
             if (counts["ok"] + counts["quota"]) % 25 == 0:
                 largest = max(largest, len(await job_table(observer)))
             if warm is None and elapsed >= LOOP_WARM_UP:
-                warm = rss_kb(pid), fd_count(pid)
+                warm = harness.rss_kb(pid), harness.fd_count(pid)
         assert warm is not None
         # Nobody cancels: the jobs end by themselves, their owners all gone.
         await wait_until(lambda: _equals(get_property(observer, "ActiveJobs"), 0),
@@ -283,17 +274,13 @@ async def test_memory_and_the_job_table_stay_bounded_when_a_client_loops_start_a
         assert await get_property(observer, "JobsStarted") == counts["ok"]
     finally:
         observer.disconnect()
-    await wait_until(lambda: _at_most(fd_count(pid), warm[1]), "randomd's fds to come back")
-    end_rss = rss_kb(pid)
+    await wait_until(lambda: harness.fds_at_most(pid, warm[1]), "randomd's fds to come back")
+    end_rss = harness.rss_kb(pid)
     print(f"\nstart-and-leave loop ({LOOP_SECONDS:g} s, randomd on {library}): {counts}; "
           f"largest table {largest}; RSS {warm[0]} kB after warm-up, {end_rss} kB at the end")
     assert counts["ok"] > 0 and counts["quota"] > 0, counts
     assert end_rss - warm[0] <= RSS_GROWTH_BOUND_KB
     assert "Traceback" not in daemon.stderr() and "ERROR" not in daemon.stderr()
-
-
-async def _at_most(value: int, bound: int) -> bool:
-    return value <= bound
 
 
 # -- idle exit and calls in progress ------------------------------------------------

@@ -21,7 +21,6 @@ import os
 import pty
 import re
 import selectors
-import shutil
 import signal
 import struct
 import subprocess
@@ -674,13 +673,13 @@ def complete(words: str) -> list[str]:
               'COMP_LINE="${COMP_WORDS[*]}"; COMP_POINT=${#COMP_LINE}\n'
               '_randomctl randomctl "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD-1]}"\n'
               'printf "%s\\n" "${COMPREPLY[@]}"\n')
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+    bash = harness.require_program("bash", "bash")
+    result = subprocess.run([bash, "-c", script], capture_output=True, text=True,
                             timeout=harness.TIMEOUT)
     assert result.returncode == 0, result.stderr
     return result.stdout.split()
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_bash_completion_offers_commands_and_options():
     assert set(complete("randomctl ''")) >= set(COMMANDS)
     assert complete("randomctl set-") == ["set-interval"]
@@ -693,7 +692,8 @@ def test_bash_completion_offers_the_json_modes():
 
 def test_zsh_completion_is_valid_and_names_every_command_and_option():
     path = harness.REPO / "completion/_randomctl"
-    result = subprocess.run(["zsh", "-n", str(path)], capture_output=True, text=True,
+    zsh = harness.require_program("zsh", "zsh")
+    result = subprocess.run([zsh, "-n", str(path)], capture_output=True, text=True,
                             timeout=harness.TIMEOUT)
     assert result.returncode == 0, result.stderr
     text = path.read_text()

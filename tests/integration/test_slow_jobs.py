@@ -20,6 +20,8 @@ from clients import SignalRecorder, add_match, call, error_of, get_property, wai
 from randomd import api, dbus
 
 FAST = "SlowBitInterval = 0.0\n"
+# A bit a minute: a job runs on for as long as a test looks at it.
+LASTING = "SlowBitInterval = 60\n"
 ERROR = api.ERROR_PREFIX
 
 
@@ -43,24 +45,25 @@ async def managed_paths(bus) -> list[str]:
 
 
 @pytest.fixture
-async def daemon_and_bus(start_randomd, request):
-    """randomd with the config text of the test's `config` marker, and a root client."""
-    marker = request.node.get_closest_marker("config")
-    daemon = start_randomd(marker.args[0] if marker else FAST).wait_ready()
-    bus = await dbus.connect(daemon.bus.address)
-    yield daemon, bus
-    bus.disconnect()
+async def daemon_and_bus(start_randomd):
+    """`daemon, bus = await daemon_and_bus(config_text)`: randomd started with that
+    config (by start_randomd) and ready, and a root client of it."""
+    clients = []
 
+    async def start(config: str):
+        daemon = start_randomd(config).wait_ready()
+        clients.append(await dbus.connect(daemon.bus.address))
+        return daemon, clients[-1]
 
-@pytest.fixture
-async def bus(daemon_and_bus):
-    return daemon_and_bus[1]
+    yield start
+    for bus in clients:
+        bus.disconnect()
 
 
 # -- objects and properties --------------------------------------------------
 
-@pytest.mark.config("SlowBitInterval = 60\n")
-async def test_slow_returns_a_job_path_with_its_properties(bus):
+async def test_slow_returns_a_job_path_with_its_properties(daemon_and_bus):
+    _, bus = await daemon_and_bus(LASTING)
     path = await slow(bus, 8)
     assert path == api.job_path(1)
     (props,) = await call(bus, "GetAll", "s", [api.JOB_INTERFACE], path=path,
@@ -73,8 +76,8 @@ async def test_slow_returns_a_job_path_with_its_properties(bus):
     assert values["Created"] > 0 and values["Finished"] == 0
 
 
-@pytest.mark.config("SlowBitInterval = 60\n")
-async def test_a_new_job_is_announced_by_the_manager(bus):
+async def test_a_new_job_is_announced_by_the_manager(daemon_and_bus):
+    _, bus = await daemon_and_bus(LASTING)
     recorder = SignalRecorder(bus)
     await add_match(bus, "type='signal',interface='org.freedesktop.DBus.ObjectManager'")
     path = await slow(bus, 4)
@@ -83,8 +86,8 @@ async def test_a_new_job_is_announced_by_the_manager(bus):
     assert added.body[1][api.JOB_INTERFACE]["Bits"].value == 4
 
 
-@pytest.mark.config("SlowBitInterval = 0\nResultTTL = 0\n")
-async def test_a_removed_job_is_announced_by_the_manager(bus):
+async def test_a_removed_job_is_announced_by_the_manager(daemon_and_bus):
+    _, bus = await daemon_and_bus("SlowBitInterval = 0\nResultTTL = 0\n")
     recorder = SignalRecorder(bus)
     await add_match(bus, "type='signal',interface='org.freedesktop.DBus.ObjectManager'")
     path = await slow(bus, 4)
@@ -92,8 +95,8 @@ async def test_a_removed_job_is_announced_by_the_manager(bus):
     assert (removed.path, removed.body) == (api.MANAGER_PATH, [path, [api.JOB_INTERFACE]])
 
 
-@pytest.mark.config("SlowBitInterval = 0.01\n")
-async def test_progress_is_announced_and_coalesced(bus):
+async def test_progress_is_announced_and_coalesced(daemon_and_bus):
+    _, bus = await daemon_and_bus("SlowBitInterval = 0.01\n")
     recorder = SignalRecorder(bus)
     await add_match(bus, f"type='signal',member='PropertiesChanged',path='{api.job_path(1)}'")
     path = await slow(bus, 60)  # about 0.6 s: at most about 6 progress updates
@@ -106,8 +109,8 @@ async def test_progress_is_announced_and_coalesced(bus):
     assert updates[-1]["State"].value == "completed"
 
 
-@pytest.mark.config("SlowBitInterval = 60\n")
-async def test_active_jobs_and_jobs_started_are_announced(bus):
+async def test_active_jobs_and_jobs_started_are_announced(daemon_and_bus):
+    _, bus = await daemon_and_bus(LASTING)
     recorder = SignalRecorder(bus)
     await add_match(bus, f"type='signal',member='PropertiesChanged',path='{api.MANAGER_PATH}'")
     await slow(bus, 4)
@@ -116,9 +119,8 @@ async def test_active_jobs_and_jobs_started_are_announced(bus):
     assert changed.body[1]["ActiveJobs"].value == 1 and changed.body[1]["JobsStarted"].value == 1
 
 
-@pytest.mark.config("SlowBitInterval = 60\n")
 async def test_status_says_how_many_jobs_run(daemon_and_bus):
-    daemon, bus = daemon_and_bus
+    daemon, bus = await daemon_and_bus(LASTING)
     await slow(bus, 4)
     await slow(bus, 4)
     daemon.notify.wait_for("STATUS", "Serving; 2 jobs running, 2 started.")
@@ -126,7 +128,8 @@ async def test_status_says_how_many_jobs_run(daemon_and_bus):
 
 # -- Finished is private -------------------------------------------------------
 
-async def test_the_owner_receives_finished_with_the_number(bus):
+async def test_the_owner_receives_finished_with_the_number(daemon_and_bus):
+    _, bus = await daemon_and_bus(FAST)
     recorder = SignalRecorder(bus)
     path = await slow(bus, 16)
     finished = await recorder.wait_for(finished_of(path))
@@ -135,9 +138,8 @@ async def test_the_owner_receives_finished_with_the_number(bus):
     assert finished.destination == bus.unique_name
 
 
-@pytest.mark.config("SlowBitInterval = 0.2\n")
 async def test_a_bystander_with_a_broad_match_never_sees_the_number(daemon_and_bus):
-    daemon, bus = daemon_and_bus
+    daemon, bus = await daemon_and_bus("SlowBitInterval = 0.2\n")
     bystander = subprocess.Popen(
         harness.as_user(harness.TEST_USER, [
             harness.PYTHON, str(harness.REPO / "tests/integration/eavesdropper.py"),
@@ -156,33 +158,32 @@ async def test_a_bystander_with_a_broad_match_never_sees_the_number(daemon_and_b
 
 # -- Wait ------------------------------------------------------------------------
 
-async def test_wait_on_a_finished_job_answers_at_once(bus):
+async def test_wait_on_a_finished_job_answers_at_once(daemon_and_bus):
+    _, bus = await daemon_and_bus(FAST)
     recorder = SignalRecorder(bus)
     path = await slow(bus, 12)
     number = (await recorder.wait_for(finished_of(path))).body[1]
     assert await job_call(bus, path, "Wait") == [number]
 
 
-@pytest.mark.config("SlowBitInterval = 0.05\n")
-async def test_wait_replies_when_the_job_ends(bus):
+async def test_wait_replies_when_the_job_ends(daemon_and_bus):
+    _, bus = await daemon_and_bus("SlowBitInterval = 0.05\n")
     recorder = SignalRecorder(bus)
     path = await slow(bus, 10)
     (number,) = await job_call(bus, path, "Wait")
     assert number == (await recorder.wait_for(finished_of(path))).body[1]
 
 
-@pytest.mark.config("SlowBitInterval = 0.05\n")
 async def test_wait_works_from_busctl(daemon_and_bus):
-    daemon, bus = daemon_and_bus
+    daemon, bus = await daemon_and_bus("SlowBitInterval = 0.05\n")
     path = await slow(bus, 8)
     waited = await asyncio.to_thread(harness.busctl, daemon.bus, "call", api.BUS_NAME, path,
                                      api.JOB_INTERFACE, "Wait")
     assert waited.stdout.startswith('s "'), waited.stderr
 
 
-@pytest.mark.config("SlowBitInterval = 0.05\nMaxJobsPerUser = 500\n")
 async def test_five_hundred_waiters_on_five_hundred_jobs_are_served(daemon_and_bus):
-    daemon, _ = daemon_and_bus
+    daemon, _ = await daemon_and_bus("SlowBitInterval = 0.05\nMaxJobsPerUser = 500\n")
     # dbus-daemon allows 128 pending calls per connection: five clients.
     clients = [await dbus.connect(daemon.bus.address) for _ in range(5)]
     paths = [[await slow(c, 8) for _ in range(100)] for c in clients]
@@ -195,8 +196,8 @@ async def test_five_hundred_waiters_on_five_hundred_jobs_are_served(daemon_and_b
         client.disconnect()
 
 
-@pytest.mark.config("SlowBitInterval = 60\n")
-async def test_wait_on_a_cancelled_job_answers_cancelled(bus):
+async def test_wait_on_a_cancelled_job_answers_cancelled(daemon_and_bus):
+    _, bus = await daemon_and_bus(LASTING)
     path = await slow(bus, 8)
     waiting = asyncio.ensure_future(job_call(bus, path, "Wait"))
     await job_call(bus, path, "Cancel")
@@ -204,8 +205,8 @@ async def test_wait_on_a_cancelled_job_answers_cancelled(bus):
     assert error.type == ERROR + "Cancelled"
 
 
-@pytest.mark.config("SlowBitInterval = 60\nJobTimeout = 0.2\n")
-async def test_a_job_running_longer_than_job_timeout_expires(bus):
+async def test_a_job_running_longer_than_job_timeout_expires(daemon_and_bus):
+    _, bus = await daemon_and_bus(LASTING + "JobTimeout = 0.2\n")
     recorder = SignalRecorder(bus)
     path = await slow(bus, 8)
     error = await error_of(job_call(bus, path, "Wait"))
@@ -214,15 +215,16 @@ async def test_a_job_running_longer_than_job_timeout_expires(bus):
     assert finished.body == ["expired", "", ERROR + "Expired"]
 
 
-async def test_wait_on_an_unknown_job_is_no_such_job(bus):
+async def test_wait_on_an_unknown_job_is_no_such_job(daemon_and_bus):
+    _, bus = await daemon_and_bus(FAST)
     error = await error_of(job_call(bus, api.job_path(99), "Wait"))
     assert error.type == ERROR + "NoSuchJob" and "99" in error.text
 
 
 # -- Cancel ----------------------------------------------------------------------
 
-@pytest.mark.config("SlowBitInterval = 60\n")
-async def test_cancel_is_followed_by_finished_cancelled(bus):
+async def test_cancel_is_followed_by_finished_cancelled(daemon_and_bus):
+    _, bus = await daemon_and_bus(LASTING)
     recorder = SignalRecorder(bus)
     path = await slow(bus, 8)
     assert await job_call(bus, path, "Cancel") == []
@@ -231,7 +233,8 @@ async def test_cancel_is_followed_by_finished_cancelled(bus):
     assert await get_property(bus, "State", api.JOB_INTERFACE, path) == "cancelled"
 
 
-async def test_cancelling_a_finished_job_changes_nothing(bus):
+async def test_cancelling_a_finished_job_changes_nothing(daemon_and_bus):
+    _, bus = await daemon_and_bus(FAST)
     recorder = SignalRecorder(bus)
     path = await slow(bus, 4)
     await recorder.wait_for(finished_of(path))
@@ -240,8 +243,8 @@ async def test_cancelling_a_finished_job_changes_nothing(bus):
     assert len([m for m in recorder.signals if m.member == "Finished"]) == 1
 
 
-@pytest.mark.config("SlowBitInterval = 60\n")
-async def test_cancel_all_cancels_every_unfinished_job(bus):
+async def test_cancel_all_cancels_every_unfinished_job(daemon_and_bus):
+    _, bus = await daemon_and_bus(LASTING)
     recorder = SignalRecorder(bus)
     paths = [await slow(bus, 8) for _ in range(3)]
     await call(bus, "CancelAll")
@@ -253,21 +256,22 @@ async def test_cancel_all_cancels_every_unfinished_job(bus):
 # -- limits and quotas -------------------------------------------------------------
 
 @pytest.mark.parametrize("bits", [0, 257, 2**32 - 1])
-async def test_slow_refuses_bits_outside_the_limit(bus, bits):
+async def test_slow_refuses_bits_outside_the_limit(daemon_and_bus, bits):
+    _, bus = await daemon_and_bus(FAST)
     error = await error_of(slow(bus, bits))
     assert error.type == ERROR + "InvalidArgument" and "MaxSlowBits" in error.text
 
 
-@pytest.mark.config("SlowBitInterval = 60\nMaxJobsPerUser = 2\n")
-async def test_the_per_user_quota_names_its_limit(bus):
+async def test_the_per_user_quota_names_its_limit(daemon_and_bus):
+    _, bus = await daemon_and_bus(LASTING + "MaxJobsPerUser = 2\n")
     await slow(bus, 4)
     await slow(bus, 4)
     error = await error_of(slow(bus, 4))
     assert error.type == ERROR + "QuotaExceeded" and "MaxJobsPerUser" in error.text
 
 
-@pytest.mark.config("SlowBitInterval = 60\nMaxJobs = 1\n")
-async def test_the_global_quota_names_its_limit(bus):
+async def test_the_global_quota_names_its_limit(daemon_and_bus):
+    _, bus = await daemon_and_bus(LASTING + "MaxJobs = 1\n")
     await slow(bus, 4)
     error = await error_of(slow(bus, 4))
     assert error.type == ERROR + "QuotaExceeded" and "MaxJobs" in error.text
@@ -275,10 +279,9 @@ async def test_the_global_quota_names_its_limit(bus):
 
 # -- owner disconnect: the job runs on ------------------------------------------------
 
-@pytest.mark.config("SlowBitInterval = 0.05\n")
 async def test_a_job_whose_owner_left_completes_and_a_later_connection_waits_for_it(
         daemon_and_bus):
-    daemon, bus = daemon_and_bus
+    daemon, bus = await daemon_and_bus("SlowBitInterval = 0.05\n")
     started = harness.busctl(daemon.bus, "call", api.BUS_NAME, api.MANAGER_PATH,
                              api.MANAGER_INTERFACE, "Slow", "u", "8", check=True)
     path = started.stdout.split('"')[1]  # busctl has left the bus by now
@@ -288,10 +291,9 @@ async def test_a_job_whose_owner_left_completes_and_a_later_connection_waits_for
     assert await get_property(bus, "OwnerConnected", api.JOB_INTERFACE, path) is False
 
 
-@pytest.mark.config("SlowBitInterval = 60\nMaxJobsPerUser = 1000\nResultTTL = 0\n")
 async def test_a_thousand_jobs_whose_owner_left_run_on_and_leave_nothing_once_ended(
         daemon_and_bus):
-    daemon, bus = daemon_and_bus
+    daemon, bus = await daemon_and_bus(LASTING + "MaxJobsPerUser = 1000\nResultTTL = 0\n")
     owner = await dbus.connect(daemon.bus.address)
     for _ in range(10):  # 100 at a time: below the bus's pending-call limit
         await asyncio.gather(*(slow(owner, 8) for _ in range(100)))
@@ -314,9 +316,8 @@ async def _no_jobs(bus) -> bool:
 
 # -- shutdown and idle exit ---------------------------------------------------------------
 
-@pytest.mark.config("SlowBitInterval = 60\n")
 async def test_sigterm_fails_running_jobs_before_the_name_is_released(daemon_and_bus):
-    daemon, bus = daemon_and_bus
+    daemon, bus = await daemon_and_bus(LASTING)
     recorder = SignalRecorder(bus)
     await add_match(bus, f"type='signal',member='NameOwnerChanged',arg0='{api.BUS_NAME}'")
     paths = [await slow(bus, 8) for _ in range(3)]
@@ -328,9 +329,9 @@ async def test_sigterm_fails_running_jobs_before_the_name_is_released(daemon_and
     assert max(recorder.signals.index(m) for m in finished) < recorder.signals.index(released)
 
 
-@pytest.mark.config("SlowBitInterval = 0.1\nIdleExitSec = 0.3\nResultTTL = 0\n")
 async def test_idle_exit_waits_for_jobs_then_exits_zero(daemon_and_bus):
-    daemon, bus = daemon_and_bus
+    daemon, bus = await daemon_and_bus(
+        "SlowBitInterval = 0.1\nIdleExitSec = 0.3\nResultTTL = 0\n")
     path = await slow(bus, 8)  # about 0.8 s, longer than IdleExitSec
     await job_call(bus, path, "Wait")
     assert await asyncio.to_thread(daemon.process.wait, harness.TIMEOUT) == 0

@@ -43,15 +43,6 @@ CANCELLED = api.ERROR_PREFIX + "Cancelled"
 RSS_GROWTH_BOUND_KB = 16 * 1024
 
 
-def rss_kb(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
-
-
-def fd_count(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 class Client:
     """One soaking client: a connection, its jobs, and the Finished signals it got."""
 
@@ -195,7 +186,7 @@ async def test_fifty_clients_mixing_everything_hold_their_invariants(start_rando
     done, _ = await asyncio.wait([soak], timeout=WARM_UP)
     if done:
         soak.result()
-    warm_rss, warm_fds = rss_kb(pid), fd_count(pid)
+    warm_rss, warm_fds = harness.rss_kb(pid), harness.fd_count(pid)
     await asyncio.wait_for(soak, SECONDS + 60)
 
     for client in clients:
@@ -211,9 +202,9 @@ async def test_fifty_clients_mixing_everything_hold_their_invariants(start_rando
         started_jobs = await get_property(observer, "JobsStarted")
     finally:
         observer.disconnect()
-    await wait_until(lambda: _at_most(fd_count(pid), warm_fds), "randomd's fds to come back",
+    await wait_until(lambda: harness.fds_at_most(pid, warm_fds), "randomd's fds to come back",
                      timeout=30)
-    end_rss, end_fds = rss_kb(pid), fd_count(pid)
+    end_rss, end_fds = harness.rss_kb(pid), harness.fd_count(pid)
     print(f"\nsoak ({SECONDS:g} s, {CLIENTS} clients, randomd on {library}): "
           f"{dict(counts)}; {started_jobs} jobs started, {accepted} checked for exactly one "
           f"Finished, {len(abandoned)} left running by their connection; randomd RSS "
@@ -228,7 +219,3 @@ async def _no_jobs(connection) -> bool:
     (objects,) = await call(connection, "GetManagedObjects",
                             interface="org.freedesktop.DBus.ObjectManager")
     return not objects
-
-
-async def _at_most(value: int, bound: int) -> bool:
-    return value <= bound

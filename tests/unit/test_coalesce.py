@@ -191,16 +191,13 @@ def test_a_hold_puts_off_a_waiting_run_by_an_interval(clock: ManualClock, runs: 
     assert runs.times == [0.0, 0.2]
 
 
-def test_without_a_clock_it_uses_the_running_loop() -> None:
-    async def main() -> list[bool]:
-        done = asyncio.Event()
-        coalescer = Coalescer(0.001, done.set)
-        coalescer.request()
-        first = done.is_set()
-        done.clear()
-        coalescer.request()
-        second = done.is_set()
-        await asyncio.wait_for(done.wait(), 5)
-        return [first, second, done.is_set()]
-
-    assert asyncio.run(main()) == [True, False, True]
+async def test_without_a_clock_it_uses_the_running_loop() -> None:
+    done = asyncio.Event()
+    coalescer = Coalescer(0.001, done.set)
+    coalescer.request()
+    first = done.is_set()
+    done.clear()
+    coalescer.request()
+    second = done.is_set()
+    await asyncio.wait_for(done.wait(), 5)
+    assert [first, second, done.is_set()] == [True, False, True]

@@ -244,5 +244,7 @@ class Scenario:
 @given(script=st.lists(operations, min_size=5, max_size=50), ttl=st.sampled_from(TTLS))
 def test_every_accepted_job_finishes_exactly_once(script: list[tuple[Any, ...]],
                                                   ttl: float) -> None:
+    # A sync test with a loop per example: an example that fails leaves no
+    # tasks behind to disturb the next one hypothesis tries while shrinking.
     with quiet_jobs_log():
         asyncio.run(Scenario(ttl).play(script))
