@@ -656,6 +656,8 @@ def test_version():
 def test_man_page_renders_without_warnings(page):
     path = str(harness.REPO / "man" / page)
     env = {**os.environ, "MANWIDTH": "80"}
+    harness.require_program("man", "man-db")
+    harness.require_program("groff", "groff-base")
     for argv in (["man", "--warnings", "-l", path], ["man", "-l", path],
                  ["groff", "-man", "-ww", "-z", path]):
         result = subprocess.run(argv, capture_output=True, text=True, env=env,
