@@ -341,7 +341,8 @@ def test_slow_no_wait_prints_the_job_id_and_another_randomctl_waits_for_its_numb
     assert job_state(polkit_bus, api.job_path(int(job))) == "completed"
 
 
-def test_slow_no_wait_json_names_the_job_and_its_path(ctl):
+def test_slow_no_wait_json_names_the_job_and_its_path(ctl, background):
+    # background: the job it leaves running is cancelled at the end.
     result = ctl("--json", "slow", "--no-wait", "4")
     assert result.returncode == STATUS["ok"], result.stderr
     data = json.loads(result.stdout)
@@ -853,7 +854,8 @@ def test_the_man_page_documents_every_command_s_json():
     ("cancel-all", ["cancel-all"]),
     ("set-interval", ["set-interval", str(INTERVAL)]),
 ])
-def test_json_follows_the_man_page(ctl, document, argv):
+def test_json_follows_the_man_page(ctl, background, document, argv):
+    # background: a job "slow --no-wait" leaves running is cancelled at the end.
     ctl("slow", "2")  # at least one job to list
     result = ctl("--json", *argv)
     assert result.returncode == STATUS["ok"], result.stderr
