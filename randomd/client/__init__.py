@@ -27,7 +27,6 @@ from a callback raises RuntimeError instead of deadlocking.
 
 from __future__ import annotations
 
-import asyncio
 import builtins
 import concurrent.futures
 import threading
@@ -35,6 +34,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from . import _core
+from ._runner import Runner
 from ._types import JobInfo, Limits, State
 from .errors import (
     Cancelled,
@@ -62,12 +62,10 @@ DEFAULT_TIMEOUT = _core.DEFAULT_TIMEOUT
 T = TypeVar("T")
 
 
-def _run(conn: _core.Connection, coro: Coroutine[Any, Any, T]) -> T:
+def _run(conn: _core.Connection, coro: Coroutine[Any, Any, T], *, here: bool = False) -> T:
     """Run *coro* in the client's loop and return its result, from any other thread.
 
-    A lock rather than run_coroutine_threadsafe: one call costs two thread
-    switches either way, and this adds the least to them (Quick is answered
-    in about 100 µs).
+    *here*: a short call that may run the loop in the calling thread (_runner.py).
     """
     if conn.closed:
         coro.close()
@@ -76,26 +74,8 @@ def _run(conn: _core.Connection, coro: Coroutine[Any, Any, T]) -> T:
         coro.close()
         raise RuntimeError("a blocking call of randomd.client was made from one of its "
                            "callbacks, which would deadlock; do it from another thread")
-    done = threading.Lock()
-    done.acquire()
-    tasks: list[asyncio.Task[T]] = []
-
-    def start() -> None:
-        task = conn.loop.create_task(coro)
-        tasks.append(task)
-        task.add_done_callback(lambda _task: done.release())
-
-    try:
-        conn.loop.call_soon_threadsafe(start)
-    except RuntimeError:  # the loop is closed: the client was closed meanwhile
-        coro.close()
-        raise Closed("The randomd client is closed.") from None
-    try:
-        done.acquire()
-    except BaseException:  # e.g. KeyboardInterrupt: do not leave the call behind
-        conn.loop.call_soon_threadsafe(lambda: tasks and tasks[0].cancel())
-        raise
-    return tasks[0].result()
+    runner: Runner = conn.runner
+    return runner.run(coro, here=here)
 
 
 class Job(_core.JobBase):
@@ -153,11 +133,11 @@ class Job(_core.JobBase):
 
     def add_callback(self, func: Callable[[Job], Any]) -> None:
         """Call ``func(job)`` once the job ends (at once if it has), in the client's thread."""
-        self._conn.loop.call_soon_threadsafe(self._add_callback, func)
+        self._conn.runner.post(self._add_callback, func)
 
     def on_progress(self, func: Callable[[Job], Any]) -> None:
         """Call ``func(job)`` at each progress step randomd announces, the last one included."""
-        self._conn.loop.call_soon_threadsafe(self._add_progress_callback, func)
+        self._conn.runner.post(self._add_progress_callback, func)
 
     def set_expiry(self, seconds: float) -> None:
         """If the job has not ended within *seconds* from now, cancel it on randomd.
@@ -165,7 +145,7 @@ class Job(_core.JobBase):
         The job then counts as expired: ``state`` is expired and ``value``
         raises Expired.  A later call replaces the expiry.
         """
-        self._conn.loop.call_soon_threadsafe(self._set_expiry, float(seconds))
+        self._conn.runner.post(self._set_expiry, float(seconds))
 
     def cancel(self) -> None:
         """End the job as cancelled on randomd; return once its end is seen.
@@ -194,17 +174,16 @@ class Client:
 
     def __init__(self, *, bus: str = "system", address: str | None = None,
                  interactive: bool = False, timeout: float | None = DEFAULT_TIMEOUT) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="randomd.client")
-        self._thread.start()
+        self._runner = Runner()
         try:
-            self._conn: _core.Connection = asyncio.run_coroutine_threadsafe(
-                _core.Connection.open(bus, address, interactive, timeout, Job),
-                self._loop).result()
+            self._conn: _core.Connection = self._runner.run(
+                _core.Connection.open(bus, address, interactive, timeout, Job))
         except BaseException:
-            self._stop()
+            self._runner.stop()
             raise
+        self._conn.runner = self._runner
+        self._conn.on_idle = self._runner.check_idle
+        self._runner.conn = self._conn
 
     def __enter__(self) -> Client:
         return self
@@ -224,28 +203,25 @@ class Client:
 
         From a callback it returns at once and the client closes just after.
         """
-        if threading.current_thread() is self._thread:
+        if threading.current_thread() is self._runner.thread:
             self._conn.spawn(self._conn.close())
-            self._loop.call_soon(self._loop.stop)
+            self._runner.stop_from_loop()
             return
-        if self._thread.is_alive():
-            asyncio.run_coroutine_threadsafe(self._conn.close(), self._loop).result()
-            self._stop()
-
-    def _stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
-        self._loop.close()
+        if not self._runner.stopped:
+            try:
+                self._runner.run(self._conn.close())
+            finally:
+                self._runner.stop()
 
     # -- numbers and jobs ----------------------------------------------------
 
     def quick(self, bits: int) -> int:
         """A uniformly random integer in [0, 2**bits), at once (1 <= bits <= MaxQuickBits)."""
-        return _run(self._conn, self._conn.quick(bits))
+        return _run(self._conn, self._conn.quick(bits), here=True)
 
     def bytes(self, count: int) -> builtins.bytes:
         """*count* random bytes (1 <= count <= MaxBytes)."""
-        return _run(self._conn, self._conn.bytes(count))
+        return _run(self._conn, self._conn.bytes(count), here=True)
 
     def slow(self, bits: int) -> Job:
         """Start a job that builds a *bits*-bit number one bit at a time; returns at once."""

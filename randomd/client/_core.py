@@ -127,8 +127,13 @@ class Connection:
         self._ticker: asyncio.TimerHandle | None = None
         self._in_flight = 0
         self._holding = False
+        # Called in the loop when a job ended or background work finished:
+        # the blocking client's Runner stops running the loop in its own
+        # thread once nothing is left to follow (_runner.py).
+        self.on_idle: Callable[[], None] | None = None
+        self.runner: Any = None  # the blocking client's Runner, if any
         bus.add_message_handler(self._on_message)
-        self.spawn(self._watch_bus())
+        self._watcher = self.loop.create_task(self._watch_bus())
 
     @classmethod
     async def open(cls, bus: str = "system", address: str | None = None,
@@ -173,7 +178,7 @@ class Connection:
                 raise
         except Exception:  # already gone, or slow: the socket is closed anyway
             pass
-        tasks = [task for task in self._tasks if task is not current]
+        tasks = [task for task in (*self._tasks, self._watcher) if task is not current]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -182,8 +187,18 @@ class Connection:
         """Run *coro* in the background, holding on to it until it ends."""
         task = self.loop.create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
         return task
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if self.on_idle is not None:
+            self.on_idle()
+
+    def watching(self) -> bool:
+        """Whether anything here needs the loop to run: unfinished jobs, jobs on
+        their way, or background work (besides watching the bus)."""
+        return bool(self._live or self._starting or self._tasks)
 
     # -- calls -------------------------------------------------------------
 
@@ -436,6 +451,8 @@ class Connection:
         """*job* ended: no more signals for it."""
         if self._live.get(job.path) is job:
             del self._live[job.path]
+            if self.on_idle is not None:
+                self.on_idle()
 
     async def _wait(self, job: JobBase) -> None:
         """Get the end of a job this connection did not start, from Wait()."""
