@@ -14,4 +14,8 @@ None is a test module (test_*.py), so pytest collects nothing here.
   started by tests/integration/scenarios.py for test_client, test_client_aio
   and test_client_faults; ``scenario.py`` is what the scenarios share
   (outcome, emit, proceed).
+- ``user_client.py``: the other side of polkit_harness.UserClient, one bus
+  connection of another user driven over pipes.
+- ``attacker.py``: test_hostile's attackers.
+- ``signal_listener.py``: test_secrets' bystander, listening to every signal.
 """
