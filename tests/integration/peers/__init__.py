@@ -18,4 +18,7 @@ None is a test module (test_*.py), so pytest collects nothing here.
   connection of another user driven over pipes.
 - ``attacker.py``: test_hostile's attackers.
 - ``signal_listener.py``: test_secrets' bystander, listening to every signal.
+- ``eavesdropper.py``: test_slow_jobs' bystander, written with dbus-python.
+- ``faulty_service.py``: test_error_mapping's service whose methods fail on
+  purpose.
 """
