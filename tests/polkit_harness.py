@@ -12,7 +12,7 @@
   AuthenticationAgentResponse from uid 0 only (as from its setuid helper).
 - UserClient: a bus connection of another user, in a subprocess run as that
   user and driven over pipes; it reports D-Bus error names exactly and can
-  keep calls and jobs open.  Run as a script, this file is that client.
+  keep calls and jobs open.  The client is tests/integration/peers/user_client.py.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,9 +45,11 @@ RANDOMD = dict(destination="org.randomd.Random1", path="/org/randomd/Random1",
                interface="org.randomd.Random1")
 ACCESS_DENIED = "org.freedesktop.DBus.Error.AccessDenied"
 INTERACTIVE_REQUIRED = "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
-# Not D-Bus errors: what a UserClient reports when it could not get a reply.
+# Not D-Bus errors: what a UserClient reports when it could not get a reply
+# (the second, as peers/user_client.py reports it).
 CLIENT_EXITED = "test.ClientExited"
 CLIENT_FAILED = "test.ClientFailed"
+USER_CLIENT = harness.REPO / "tests/integration/peers/user_client.py"
 
 
 def policy_bus() -> harness.SystemBus:
@@ -358,7 +359,7 @@ class UserClient:
     @classmethod
     async def start(cls, bus: harness.SystemBus, user: str) -> UserClient:
         """Connect as *user* to *bus*; return once connected."""
-        argv = harness.as_user(user, [harness.PYTHON, str(Path(__file__).resolve()), bus.address])
+        argv = harness.as_user(user, [harness.PYTHON, str(USER_CLIENT), bus.address])
         env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(harness.REPO)}
         process = await asyncio.create_subprocess_exec(
             *argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd="/")
@@ -434,51 +435,3 @@ async def reply_of(future: asyncio.Future[Reply], timeout: float = harness.TIMEO
         return await asyncio.wait_for(asyncio.shield(future), timeout)
     except TimeoutError:
         raise AssertionError(f"no reply from randomd in {timeout} s") from None
-
-
-# -- the client side (runs as the other user) -------------------------------
-
-
-async def _client_main(address: str) -> None:
-    bus = await dbus.connect(address)
-    print(json.dumps({"unique_name": bus.unique_name, "pid": os.getpid()}), flush=True)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    calls: set[asyncio.Task] = set()
-    while line := await reader.readline():
-        task = asyncio.ensure_future(_client_call(bus, json.loads(line)))
-        calls.add(task)
-        task.add_done_callback(calls.discard)
-    bus.disconnect()
-
-
-async def _client_call(bus: dbus.Bus, request: dict[str, Any]) -> None:
-    body = request["body"]
-    if request["variant"]:
-        body[-1] = dbus.Variant(request["variant"], body[-1])
-    flags = (dbus.MessageFlag.ALLOW_INTERACTIVE_AUTHORIZATION if request["interactive"]
-             else dbus.MessageFlag.NONE)
-    msg = dbus.Message(destination=RANDOMD["destination"], path=request["path"],
-                         interface=request["interface"], member=request["member"],
-                         signature=request["signature"], body=body, flags=flags)
-    answer: dict[str, Any] = {"id": request["id"]}
-    try:
-        reply = await bus.call(msg)
-    except Exception as error:  # report it: the test must not wait for a reply in vain
-        answer.update(error=CLIENT_FAILED, text=repr(error))
-    else:
-        if reply.message_type == dbus.MessageType.ERROR:
-            answer.update(error=reply.error_name, text=reply.body[0] if reply.body else "")
-        else:
-            answer.update(body=reply.body)
-    print(json.dumps(answer, default=_jsonable), flush=True)
-
-
-def _jsonable(value: Any) -> Any:
-    """Variants as their value, byte arrays as lists of integers."""
-    return list(value) if isinstance(value, (bytes, bytearray)) else value.value
-
-
-if __name__ == "__main__":
-    asyncio.run(_client_main(sys.argv[1]))

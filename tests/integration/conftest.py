@@ -5,6 +5,7 @@ from __future__ import annotations
 import harness
 import pytest
 from polkit_harness import Polkitd, policy_bus
+from scenarios import Scenario
 
 from randomd import dbus
 
@@ -115,6 +116,25 @@ def randomd(system_bus, library):
     daemon = harness.Randomd(system_bus, library).wait_ready()
     yield daemon
     daemon.stop()
+
+
+@pytest.fixture
+def scenarios():
+    """scenarios(address, library, func, *args) starts a Scenario (scenarios.py).
+
+    As randomd-test unless given user=; any still running at the end of the
+    test is killed.
+    """
+    started: list[Scenario] = []
+
+    def start(address: str, library: str, func, *args, **kwargs) -> Scenario:
+        scenario = Scenario(address, library, func, *args, **kwargs)
+        started.append(scenario)
+        return scenario
+
+    yield start
+    for scenario in started:
+        scenario.kill()
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def faulty(session_bus, library, tmp_path_factory):
     log = tmp_path_factory.mktemp("faulty") / "stderr.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [harness.PYTHON, str(harness.REPO / "tests/integration/faulty_service.py"),
+            [harness.PYTHON, str(harness.REPO / "tests/integration/peers/faulty_service.py"),
              session_bus], stdout=subprocess.PIPE, stderr=stderr, text=True,
             env={"PYTHONPATH": str(harness.REPO), "RANDOMD_BUS_LIBRARY": library})
     assert process.stdout.readline() == "ready\n", log.read_text()

@@ -25,7 +25,6 @@ import os
 import random
 import secrets
 import subprocess
-import sys
 from pathlib import Path
 
 import harness
@@ -41,6 +40,7 @@ JOBS = 12
 CHI_SQUARE_CRITICAL_255 = 330.52
 Z_CRITICAL = 3.2905
 SAMPLE_BITS = 10**6
+LISTENER = harness.REPO / "tests/integration/peers/signal_listener.py"
 
 
 def spellings(number: int | bytes) -> list[str]:
@@ -124,13 +124,11 @@ async def make_numbers(daemon: harness.Randomd) -> Made:
 
 
 class Listener:
-    """This file run as a script by randomd-test: it records every signal it receives."""
+    """peers/signal_listener.py run by randomd-test: it records every signal it receives."""
 
     def __init__(self, bus: harness.SystemBus) -> None:
-        argv = harness.as_user(harness.TEST_USER, [harness.PYTHON, str(Path(__file__).resolve()),
-                                                   bus.address])
-        env = {"PATH": os.environ["PATH"],
-               "PYTHONPATH": f"{harness.REPO}:{harness.REPO / 'tests'}"}
+        argv = harness.as_user(harness.TEST_USER, [harness.PYTHON, str(LISTENER), bus.address])
+        env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(harness.REPO)}
         self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, text=True,
                                         cwd="/")
         self.rules = json.loads(self.process.stdout.readline())
@@ -284,42 +282,3 @@ async def test_a_million_bits_from_bytes_look_uniform(daemon, statistic, critica
         if values[-1] < critical:
             return
     raise AssertionError(f"{statistic.__name__} above {critical} twice: {values}")
-
-
-# -- the bystander's side (run as randomd-test) --------------------------------
-
-
-async def _listen(address: str) -> None:
-    bus = await dbus.connect(address)
-    rules = ["type='signal'", "type='signal',eavesdrop='true'",
-             f"type='signal',sender='{api.BUS_NAME}'"]
-    accepted = []
-    for rule in rules:
-        reply = await bus.call(dbus.Message(
-            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus", member="AddMatch", signature="s", body=[rule]))
-        accepted.append(reply.message_type != dbus.MessageType.ERROR)
-    print(json.dumps(dict(zip(rules, accepted, strict=True))), flush=True)
-    done = asyncio.Event()
-    changes = 0
-
-    def on_message(msg) -> bool:
-        nonlocal changes
-        if msg.message_type != dbus.MessageType.SIGNAL:
-            return False
-        print(json.dumps({"member": msg.member, "path": msg.path, "sender": msg.sender,
-                          "destination": msg.destination, "body": repr(msg.body)}), flush=True)
-        if (msg.member == "PropertiesChanged" and msg.path == api.MANAGER_PATH
-                and "SlowBitInterval" in msg.body[1]):
-            changes += 1
-            if changes == 2:
-                done.set()
-        return False
-
-    bus.add_message_handler(on_message)
-    await asyncio.wait_for(done.wait(), 60)
-    bus.disconnect()
-
-
-if __name__ == "__main__":
-    asyncio.run(_listen(sys.argv[1]))

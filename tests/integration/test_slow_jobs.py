@@ -142,7 +142,7 @@ async def test_a_bystander_with_a_broad_match_never_sees_the_number(daemon_and_b
     daemon, bus = await daemon_and_bus("SlowBitInterval = 0.2\n")
     bystander = subprocess.Popen(
         harness.as_user(harness.TEST_USER, [
-            harness.PYTHON, str(harness.REPO / "tests/integration/eavesdropper.py"),
+            harness.PYTHON, str(harness.REPO / "tests/integration/peers/eavesdropper.py"),
             daemon.bus.address, api.job_path(1)]),
         stdout=subprocess.PIPE, text=True)
     assert json.loads(bystander.stdout.readline())["member"] == "listening"
