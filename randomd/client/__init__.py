@@ -11,7 +11,9 @@
 
 Client is the blocking form: it runs a private asyncio loop in a background
 thread (the client's own thread), so one Client may be shared by several
-threads.  randomd.client.aio has the same names for asyncio programs.
+threads.  While it has no job to follow, quick() and bytes() run that loop
+in the calling thread instead, which saves two thread switches a call.
+randomd.client.aio has the same names for asyncio programs.
 
 Every call that randomd answers at once is bounded by the client's
 ``timeout`` (25 s; past it: Timeout).  Nothing that waits for a job has a
