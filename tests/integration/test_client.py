@@ -172,6 +172,16 @@ def test_callbacks_run_once_in_the_clients_thread(run):
     assert all(call[2] and call[3] for call in ends)
 
 
+def test_callbacks_run_in_the_clients_thread_after_quick_ran_in_the_callers(run):
+    result = run(client_scenarios.callbacks_after_quick)["result"]
+    assert result["threads"] == ["randomd.client"] and result["main"] != "randomd.client"
+    assert len(result["numbers"]) == 4 and all(0 <= n < 256 for n in result["numbers"])
+
+
+def test_quick_works_from_a_coroutine_of_the_programs_own_loop(run):
+    assert 0 <= run(client_scenarios.quick_from_a_coroutine)["result"] < 256
+
+
 def test_on_progress_is_called_at_each_step_the_last_included(run):
     calls = run(client_scenarios.callbacks, 40)["result"]["calls"]  # 0.8 s: several steps
     steps = [call[4] for call in calls if call[0] == "progress"]

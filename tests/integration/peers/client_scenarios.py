@@ -126,6 +126,36 @@ def callbacks(address, bits):
         return {"calls": calls, "main": threading.current_thread().name}
 
 
+def callbacks_after_quick(address):
+    """quick() may run the client's loop in this thread; callbacks still run in the client's."""
+    from randomd.client import Client
+    with Client(address=address) as client:
+        numbers = [client.quick(8) for _ in range(3)]
+        job = client.slow(2)
+        threads = []
+        done = threading.Event()
+
+        def callback(_job):
+            threads.append(threading.current_thread().name)
+            done.set()
+
+        job.add_callback(callback)
+        done.wait(10)
+        numbers.append(client.quick(8))
+        return {"threads": threads, "main": threading.current_thread().name, "numbers": numbers}
+
+
+def quick_from_a_coroutine(address):
+    """The blocking client called from a coroutine of the program's own asyncio loop."""
+    import asyncio
+
+    from randomd.client import Client
+    with Client(address=address) as client:
+        async def main():
+            return client.quick(8)
+        return asyncio.run(main())
+
+
 def blocking_call_in_callback(address):
     from randomd.client import Client
     seen = []
