@@ -121,9 +121,20 @@ class Runner:
         return self._run_there(coro)
 
     def _run_here(self, coro: Coroutine[Any, Any, T]) -> T:
-        task = self.loop.create_task(coro)
+        loop = self.loop
+
+        async def until_done() -> T:
+            try:
+                return await coro
+            finally:
+                # In the turn of the loop that ends the call, not one later as
+                # run_until_complete() would: each turn is a system call.
+                loop.stop()
+
+        task = loop.create_task(until_done())
         try:
-            return self.loop.run_until_complete(task)
+            loop.run_forever()
+            return task.result()
         finally:
             with self._state:
                 self._driver = None
