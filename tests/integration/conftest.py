@@ -5,7 +5,7 @@ from __future__ import annotations
 import harness
 import pytest
 from polkit_harness import Polkitd, policy_bus
-from scenarios import Scenario
+from scenarios import CLIENT_CONFIG, Scenario
 
 from randomd import dbus
 
@@ -135,6 +135,30 @@ def scenarios():
     yield start
     for scenario in started:
         scenario.kill()
+
+
+@pytest.fixture(scope="module")
+def client_randomd(polkit_bus, library):
+    """randomd for the client library's tests, on polkit_bus (scenarios.CLIENT_CONFIG)."""
+    daemon = harness.Randomd(polkit_bus, library, CLIENT_CONFIG).wait_ready()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def start_scenario(polkit_bus, library, client_randomd, scenarios):
+    """start_scenario(func, *args, user=randomd-test): a Scenario against client_randomd."""
+    def start(func, *args, user: str | None = harness.TEST_USER) -> Scenario:
+        return scenarios(polkit_bus.address, library, func, *args, user=user)
+    return start
+
+
+@pytest.fixture
+def run_scenario(start_scenario):
+    """run_scenario(func, *args, user=randomd-test): a scenario's outcome, run to its end."""
+    def run(func, *args, user: str | None = harness.TEST_USER) -> dict:
+        return start_scenario(func, *args, user=user).outcome()
+    return run
 
 
 @pytest.fixture

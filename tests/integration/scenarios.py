@@ -20,6 +20,9 @@ from typing import Any
 import harness
 
 SCENARIO_TIMEOUT = 60.0
+# The randomd that the client library's tests run against (client_randomd).
+CLIENT_INTERVAL = 0.02  # its SlowBitInterval
+CLIENT_CONFIG = f"SlowBitInterval = {CLIENT_INTERVAL}\nMaxQuickBits = 2048\nMaxBytes = 4096\n"
 
 
 class Scenario:
