@@ -7,6 +7,8 @@ own interfaces are written from their declarations (interface.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .interface import Interface, complete_types
 
 __all__ = ["introspection_xml", "quoteattr"]
@@ -96,19 +98,14 @@ def introspection_xml(interfaces: list[Interface], children: list[str],
 
 def _interface_xml(cls: type[Interface]) -> str:
     lines = [f" <interface name={quoteattr(cls.name)}>"]
-    # Names are declared apart from signatures (a method may leave its out
-    # arguments unnamed): their lengths may differ.
     for m in cls.methods.values():
         lines.append(f"  <method name={quoteattr(m.name)}>")
-        lines += [f'   <arg type="{t}" name="{n}" direction="in"/>'
-                  for t, n in zip(complete_types(m.in_signature), m.in_names, strict=False)]
-        lines += [f'   <arg type="{t}" name="{n}" direction="out"/>'
-                  for t, n in zip(complete_types(m.out_signature), m.out_names, strict=False)]
+        lines += _args(m.in_signature, m.in_names, ' direction="in"')
+        lines += _args(m.out_signature, m.out_names, ' direction="out"')
         lines.append("  </method>")
     for s in cls.signals.values():
         lines.append(f"  <signal name={quoteattr(s.name)}>")
-        lines += [f'   <arg type="{t}" name="{n}"/>'
-                  for t, n in zip(complete_types(s.signature), s.names, strict=False)]
+        lines += _args(s.signature, s.names, "")
         lines.append("  </signal>")
     for p in cls.properties.values():
         access = "readwrite" if p.setter else "read"
@@ -118,3 +115,13 @@ def _interface_xml(cls: type[Interface]) -> str:
         lines.append("  </property>")
     lines.append(" </interface>\n")
     return "\n".join(lines)
+
+
+def _args(signature: str, names: Sequence[str], direction: str) -> list[str]:
+    """An <arg> for each complete type of *signature*.  Names are declared apart
+    from it and may be fewer: an argument without one gets no name attribute,
+    as the specification allows."""
+    types = complete_types(signature)
+    named = list(names[:len(types)]) + [""] * (len(types) - len(names))
+    return [f'   <arg type="{t}"{f" name={quoteattr(n)}" if n else ""}{direction}/>'
+            for t, n in zip(types, named, strict=True)]

@@ -112,6 +112,10 @@ class Thing(Interface, name=INTERFACE):
     def Who(self, call: Call) -> tuple[str, bool]:
         return call.sender, call.interactive
 
+    @method("", "u")  # an out argument without a name
+    def Count(self, call: Call) -> int:
+        return 7
+
     @method("s")
     def Refuse(self, call: Call, why: str) -> None:
         raise errors.InvalidArgument(why)
@@ -395,6 +399,14 @@ def test_introspect_describes_the_interface(bus: StandInBus, tree: ObjectTree) -
     access = {p.get("name"): p.get("access") for p in thing.iter("property")}
     assert access == {"Level": "readwrite", "Name": "read"}
     assert thing.find("signal[@name='Ticked']") is not None
+
+
+def test_introspect_shows_an_unnamed_out_argument_without_a_name(
+        bus: StandInBus, tree: ObjectTree) -> None:
+    (thing,) = [i for i in introspect(bus, ROOT).iter("interface") if i.get("name") == INTERFACE]
+    count = thing.find("method[@name='Count']")
+    assert count is not None
+    assert [a.attrib for a in count.iter("arg")] == [{"type": "u", "direction": "out"}]
 
 
 def test_introspect_lists_the_standard_interfaces(bus: StandInBus, tree: ObjectTree) -> None:
