@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from peers.scenario import async_outcome
+from peers.scenario import async_outcome, tasks_awaiting
 
 
 async def numbers_and_properties(address):
@@ -42,12 +42,7 @@ async def fifty_jobs_half_cancelled(address):
     from randomd.client import aio
     async with aio.Client(address=address) as client:
         jobs = [await client.slow(100) for _ in range(50)]  # 2 s each
-
-        async def collect(job):
-            return await job
-
-        tasks = [asyncio.create_task(collect(job)) for job in jobs]
-        await asyncio.sleep(0)  # the tasks now await their jobs
+        tasks = await tasks_awaiting(jobs)
         for task in tasks[:25]:
             task.cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -63,7 +58,6 @@ async def shield(address):
     async with aio.Client(address=address) as client:
         job = await client.slow(20)
         shielded = asyncio.shield(job)
-        await asyncio.sleep(0)
         shielded.cancel()
         cancelled = await async_outcome(shielded)
         return {"awaiter": cancelled, "value": await job, "state": job.state}
@@ -73,12 +67,7 @@ async def two_awaiters(address):
     from randomd.client import aio
     async with aio.Client(address=address) as client:
         job = await client.slow(200)
-
-        async def collect():
-            return await job
-
-        first, second = asyncio.create_task(collect()), asyncio.create_task(collect())
-        await asyncio.sleep(0)
+        first, second = await tasks_awaiting([job, job])
         first.cancel()
         outcomes = [await async_outcome(first), await async_outcome(second)]
         await job.wait()
@@ -109,8 +98,9 @@ async def job_methods(address):
             updates.append(job.bits_done)
         await job.wait()
         late = []
-        job.add_done_callback(lambda j: late.append(j.ready))
-        await asyncio.sleep(0)  # it runs soon, in the loop
+        ran = asyncio.Event()
+        job.add_done_callback(lambda j: (late.append(j.ready), ran.set()))
+        await asyncio.wait_for(ran.wait(), 10)  # it runs soon, in the loop
         return {"early": early, "ends": ends, "late": late, "steps": steps, "updates": updates,
                 "value": job.value, "result": await job.result(1),
                 "listed": (await job.info()).state}
@@ -158,9 +148,7 @@ async def close_while_awaiting(address):
     from randomd.client import aio
     client = await aio.Client.connect(address=address)
     job = await client.slow(200)
-    awaiting = asyncio.create_task(async_outcome(job))
-    waiting = asyncio.create_task(async_outcome(job.wait()))
-    await asyncio.sleep(0)
+    awaiting, waiting = await tasks_awaiting([async_outcome(job), async_outcome(job.wait())])
     await client.close()
     return {"awaiting": (await awaiting)["error"]["class"],
             "waiting": (await waiting)["error"]["class"],

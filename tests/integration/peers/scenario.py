@@ -44,6 +44,20 @@ async def async_outcome(awaitable) -> dict[str, Any]:
         return {"error": describe(error)}
 
 
+async def tasks_awaiting(awaitables: list[Any], timeout: float = 10.0) -> list[asyncio.Task]:
+    """A task awaiting each of *awaitables*, returned once every one of them awaits it."""
+    async def run(awaitable: Any, started: asyncio.Event) -> Any:
+        started.set()
+        return await awaitable  # in the same step: awaiting once its event is set
+
+    events = [asyncio.Event() for _ in awaitables]
+    tasks = [asyncio.create_task(run(a, e)) for a, e in zip(awaitables, events, strict=True)]
+    async with asyncio.timeout(timeout):
+        for event in events:
+            await event.wait()
+    return tasks
+
+
 def emit(event: Any) -> None:
     """Tell the test something (it waits with Scenario.event)."""
     print(json.dumps({"event": event}), flush=True)
